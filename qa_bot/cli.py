@@ -1,0 +1,361 @@
+"""The ``qa-bot`` command: ask, chat, index build/update/stats/verify, eval, watch, telegram.
+
+Heavy modules (torch, faiss, jieba) are imported inside commands so ``--help`` and
+error paths stay instant. Known failures print one line on stderr and exit 2; only a
+bug shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .service import QAService
+    from .types import Answer
+
+app = typer.Typer(
+    help="新闻问答: ask questions of a folder of Jekyll news posts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="Build, update and check the on-disk index.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+CorpusOpt = Annotated[Path | None, typer.Option("--corpus", help="Folder of posts (default: QA_BOT_CORPUS_DIR or corpus/).")]
+IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: QA_BOT_INDEX_DIR or embeddings/).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+class UserError(Exception):
+    """A failure the user can fix; printed as one line."""
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(2)
+
+
+def _settings(corpus: Path | None = None, index: Path | None = None) -> Settings:
+    from pydantic import ValidationError
+
+    from .config import Settings
+
+    try:
+        s = Settings()
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UserError(f"bad setting {first['loc'][0] if first['loc'] else ''}: {first['msg']}") from e
+    update = {}
+    if corpus is not None:
+        update["corpus_dir"] = corpus
+    if index is not None:
+        update["index_dir"] = index
+    s = s.model_copy(update=update)
+    logging.basicConfig(
+        level=getattr(logging, s.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # third-party chatter is not for users
+    for noisy in ("httpx", "sentence_transformers", "transformers", "jieba", "faiss", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return s
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .embedding import ModelLoadError
+    from .index import IndexProblem
+    from .ingest import CorpusError
+
+    return (UserError, ModelLoadError, IndexProblem, CorpusError)
+
+
+def _run(fn):  # type: ignore[no-untyped-def]
+    """Call ``fn`` turning known failures into one line and exit code 2."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:
+        if isinstance(e, _known_errors()):
+            raise _fail(str(e)) from None
+        raise
+
+
+def _progress_update(service: QAService, *, full: bool, quiet: bool = False):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("embed", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return service.update(full=full, progress=progress)
+
+
+def _report_json(report, skipped, seconds: float | None = None) -> dict:  # type: ignore[no-untyped-def]
+    data = report.to_json()
+    data["skipped"] = [{"path": s.path, "reason": s.reason} for s in skipped]
+    if seconds is not None:
+        data["seconds"] = round(seconds, 3)
+    return data
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@index_app.command("build")
+def index_build(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Build the index from scratch (reusing cached vectors of unchanged text)."""
+
+    def go() -> None:
+        from .service import QAService
+
+        s = _settings(corpus, index)
+        t0 = time.perf_counter()
+        report, skipped = _progress_update(QAService(s), full=True)
+        secs = time.perf_counter() - t0
+        if as_json:
+            data = _report_json(report, skipped, secs)
+            _print_json(
+                {"articles": data["total_articles"], "chunks": data["total_chunks"],
+                 "skipped": data["skipped"], "seconds": data["seconds"],
+                 "embedded_chunks": data["embedded_chunks"], "reused_chunks": data["reused_chunks"]}
+            )
+        else:
+            for sk in skipped:
+                err.print(f"[yellow]skipped[/] {escape(sk.path)}: {escape(sk.reason)}")
+            out.print(
+                f"built index: {report.total_articles} articles, {report.total_chunks} chunks "
+                f"({report.embedded_chunks} embedded, {report.reused_chunks} from cache) in {secs:.1f}s"
+            )
+
+    _run(go)
+
+
+@index_app.command("update")
+def index_update(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Apply added, changed and removed posts; embed only text never seen before."""
+
+    def go() -> None:
+        from .service import QAService
+
+        s = _settings(corpus, index)
+        t0 = time.perf_counter()
+        report, skipped = _progress_update(QAService(s), full=False)
+        secs = time.perf_counter() - t0
+        if as_json:
+            data = _report_json(report, skipped, secs)
+            keys = ("added", "changed", "removed", "unchanged", "embedded_chunks", "reused_chunks",
+                    "total_chunks", "seconds", "skipped", "generation", "published")
+            _print_json({k: data[k] for k in keys if k in data})
+        else:
+            for sk in skipped:
+                err.print(f"[yellow]skipped[/] {escape(sk.path)}: {escape(sk.reason)}")
+            out.print(
+                f"updated: +{report.added} ~{report.changed} -{report.removed} ={report.unchanged} "
+                f"articles; {report.embedded_chunks} chunks embedded, {report.reused_chunks} reused; "
+                f"{report.total_chunks} chunks in total ({secs:.1f}s)"
+            )
+
+    _run(go)
+
+
+@index_app.command("stats")
+def index_stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Articles, chunks, model, size on disk, last update."""
+
+    def go() -> None:
+        from .index import index_stats
+
+        s = _settings(None, index)
+        data = index_stats(s.index_dir)
+        if as_json:
+            _print_json(data)
+            return
+        from rich.table import Table
+
+        t = Table(show_header=False)
+        for k, v in data.items():
+            t.add_row(str(k), escape(str(v)))
+        out.print(t)
+
+    _run(go)
+
+
+@index_app.command("verify")
+def index_verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Check every index file against the manifest's checksums; exit 1 on damage."""
+
+    def go() -> None:
+        from .index import verify_index
+
+        s = _settings(None, index)
+        problems = verify_index(s.index_dir)
+        if as_json:
+            _print_json({"ok": not problems, "problems": problems})
+        elif problems:
+            for p in problems:
+                err.print(f"[red]damaged:[/] {escape(p)}")
+            err.print("run `qa-bot index build` to rebuild")
+        else:
+            out.print("index OK")
+        if problems:
+            raise typer.Exit(1)
+
+    _run(go)
+
+
+def _ensure_index(service: QAService, as_json: bool) -> None:
+    if not service.has_index():
+        err.print("no index yet: building it from the corpus (once)…")
+        report, skipped = _progress_update(service, full=True)
+        for sk in skipped:
+            err.print(f"[yellow]skipped[/] {escape(sk.path)}: {escape(sk.reason)}")
+        err.print(f"indexed {report.total_articles} articles, {report.total_chunks} chunks")
+
+
+def render_answer(answer: Answer, console: Console, *, max_sources: int = 3) -> None:
+    """Readable answer for a terminal: the answer with its key span in bold, then sources."""
+    from rich.text import Text
+
+    if answer.abstained:
+        console.print("[yellow]新闻库中没有找到能回答这个问题的内容。[/] 最接近的文章：")
+    else:
+        assert answer.answer is not None
+        text = Text("答：", style="bold green")
+        a = answer.answer
+        if answer.highlight:
+            s, e = answer.highlight
+            text.append(a[:s])
+            text.append(a[s:e], style="bold yellow")
+            text.append(a[e:])
+        else:
+            text.append(a)
+        console.print(text)
+    for i, src in enumerate(answer.sources[:max_sources], 1):
+        date = (src.date or "")[:10]
+        console.print(f"[bold]{i}. {escape(src.title)}[/]  [dim]{date}[/]")
+        if src.url:
+            console.print(f"   [link={src.url}]{escape(src.url)}[/link]")
+        quote = src.text if len(src.text) <= 160 else src.text[:157] + "…"
+        console.print(f"   [dim]{escape(quote)}[/]")
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question; with --json and none, one per line on stdin.")] = None,
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Sources to return.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer one question (or many from stdin with --json)."""
+
+    def go() -> None:
+        from .service import QAService
+
+        s = _settings(corpus, index)
+        service = QAService(s)
+        _ensure_index(service, as_json)
+        if question is not None:
+            if not question.strip():
+                raise UserError("the question is empty")
+            a = service.ask(question, top_k=top_k)
+            if as_json:
+                _print_json(a.to_json())
+            else:
+                render_answer(a, out, max_sources=top_k or s.top_k)
+            return
+        if not as_json:
+            raise UserError("give a QUESTION, or use --json to read questions from stdin")
+        for line in sys.stdin:
+            q = line.strip()
+            if q:
+                _print_json(service.ask(q, top_k=top_k).to_json())
+
+    _run(go)
+
+
+@app.command()
+def chat(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
+    """Interactive questions with line editing and history; Ctrl-D leaves."""
+
+    def go() -> None:
+        from .service import QAService
+
+        s = _settings(corpus, index)
+        service = QAService(s)
+        _ensure_index(service, False)
+        read = _line_reader(s)
+        out.print("[dim]新闻问答 — 输入问题，Ctrl-D 退出[/]")
+        while True:
+            try:
+                q = read()
+            except EOFError:
+                out.print()
+                return
+            except KeyboardInterrupt:
+                continue
+            if not q.strip():
+                continue
+            render_answer(service.ask(q, conversation="terminal"), out)
+
+    _run(go)
+
+
+def _line_reader(s: Settings):  # type: ignore[no-untyped-def]
+    """prompt_toolkit (history, editing) on a terminal; plain lines when piped."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory
+
+        s.cache_dir.mkdir(parents=True, exist_ok=True)
+        session: PromptSession[str] = PromptSession(history=FileHistory(str(s.cache_dir / "chat_history")))
+        return lambda: session.prompt("问> ")
+
+    def plain() -> str:
+        sys.stdout.write("问> ")
+        sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    return plain
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

