@@ -99,7 +99,13 @@ def _run(fn):  # type: ignore[no-untyped-def]
 
 
 def _progress_update(service: QAService, *, full: bool, quiet: bool = False):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("[bold]embedding"),
@@ -351,6 +357,65 @@ def _line_reader(s: Settings):  # type: ignore[no-untyped-def]
         return line.rstrip("\n")
 
     return plain
+
+
+@app.command("eval")
+def eval_cmd(
+    questions: Annotated[Path, typer.Option("--questions", exists=True, dir_okay=False, help="JSONL {q, answer} or SQuAD-format JSON.")],
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+    failures: Annotated[bool, typer.Option("--failures", help="List the misses.")] = False,
+    fusion: Annotated[str | None, typer.Option("--fusion", help="Override fusion: score or rrf.")] = None,
+    dense_weight: Annotated[float | None, typer.Option("--dense-weight", min=0.0, max=1.0)] = None,
+) -> None:
+    """Answer every question of a set and report answer_hit, passage_hit@1/@3, abstentions, latency."""
+
+    def go() -> None:
+        import dataclasses
+
+        from .evaluate import eval_dirs, load_questions, run_eval, write_posts_corpus
+        from .retrieval import RetrievalConfig
+        from .service import QAService
+
+        s = _settings(corpus, index)
+        qs, posts = load_questions(questions)
+        gen_corpus, gen_index = eval_dirs(s.cache_dir, questions, corpus if posts is None else None)
+        if posts is not None:
+            write_posts_corpus(posts, gen_corpus)
+            corpus_dir = gen_corpus
+        elif corpus is None:
+            raise UserError("--corpus is needed for a JSONL question file")
+        else:
+            corpus_dir = corpus
+        s = s.model_copy(update={"corpus_dir": corpus_dir, "index_dir": index or gen_index})
+        cfg = RetrievalConfig()
+        if fusion:
+            cfg = dataclasses.replace(cfg, fusion=fusion)
+        if dense_weight is not None:
+            cfg = dataclasses.replace(cfg, dense_weight=dense_weight)
+        service = QAService(s, retrieval=cfg)
+        report_u, _ = _progress_update(service, full=False, quiet=as_json)
+        service.ask(qs[0].q)  # warm-up: latency figures are for a loaded service
+        report = run_eval(qs, lambda q: service.ask(q))
+        if as_json:
+            _print_json(report.to_json(with_failures=failures))
+            return
+        from rich.table import Table
+
+        t = Table(title=f"qa-bot eval — {questions.name} ({report.questions} questions, "
+                        f"{report_u.total_chunks} chunks)")
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        for k, v in report.to_json().items():
+            t.add_row(k, str(v))
+        out.print(t)
+        if failures:
+            for f in report.failures:
+                out.print(f"[red]✗[/] {escape(f['q'])} gold={escape(str(f['gold']))} "
+                          f"answer={escape(str(f['answer']))}")
+
+    _run(go)
 
 
 def main() -> None:
