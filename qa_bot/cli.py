@@ -418,6 +418,62 @@ def eval_cmd(
     _run(go)
 
 
+@app.command()
+def watch(
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    quiet: Annotated[float, typer.Option("--quiet-seconds", min=0.1, help="Apply an update once the folder has been quiet this long.")] = 2.0,
+) -> None:
+    """Watch the corpus folder; update and publish the index after each burst of changes."""
+
+    def go() -> None:
+        import signal
+        import threading
+
+        from .service import QAService
+        from .watch import watch_corpus
+
+        s = _settings(corpus, index)
+        if not s.corpus_dir.is_dir():
+            raise UserError(f"corpus folder not found: {s.corpus_dir}")
+        service = QAService(s)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def update() -> str:
+            r, skipped = service.update()
+            return (
+                f"index update: +{r.added} ~{r.changed} -{r.removed} articles, "
+                f"{r.embedded_chunks} embedded, {r.reused_chunks} reused, {r.total_chunks} chunks, "
+                f"{len(skipped)} skipped, generation {r.generation}"
+                + ("" if r.published else " (nothing to publish)")
+            )
+
+        watch_corpus(s.corpus_dir, update, quiet_seconds=quiet, stop=stop)
+
+    _run(go)
+
+
+@app.command()
+def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
+    """Run the Telegram bot (long polling, or webhook when QA_BOT_WEBHOOK_URL is set)."""
+
+    def go() -> None:
+        from .service import QAService
+        from .telegram_bot import BotConfigError, run_bot
+
+        s = _settings(corpus, index)
+        service = QAService(s)
+        try:
+            _ensure_index(service, False)
+            run_bot(s, service)
+        except BotConfigError as e:
+            raise UserError(str(e)) from None
+
+    _run(go)
+
+
 def main() -> None:
     app()
 
