@@ -1,0 +1,501 @@
+"""Tests for qa_bot.answer: question typing, span detectors, clause extraction."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from qa_bot.answer import (
+    Extraction,
+    QType,
+    classify_question,
+    content_terms,
+    date_spans,
+    entity_spans,
+    extract_answer,
+    list_spans,
+    number_spans,
+    reason_spans,
+    yesno_spans,
+)
+from qa_bot.types import Chunk, ScoredChunk
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SEED_NAME = "2021-12-28-NW202112282228830298.md"
+SEED_TITLE = "【财经分析】杭州打造算力小镇 多地抢跑算力产业“新赛道”"
+
+
+def _chunk(text: str, i: int = 0, title: str = "", score: float = 1.0) -> ScoredChunk:
+    c = Chunk(
+        chunk_id=f"c{i}",
+        article_path="a.md",
+        ordinal=i,
+        title=title,
+        date=None,
+        url=None,
+        text=text,
+        embed_text=f"{title}\n{text}",
+        text_hash=str(i),
+    )
+    return ScoredChunk(chunk=c, score=score)
+
+
+def _seed_paragraphs() -> list[str]:
+    for p in (
+        ROOT / "corpus" / "_posts" / SEED_NAME,
+        SHARED / "corpus-sample" / "seed" / SEED_NAME,
+    ):
+        if p.exists():
+            raw = p.read_text(encoding="utf-8")
+            return [re.sub(r"<[^>]+>", "", x).strip() for x in re.findall(r"<p>(.*?)</p>", raw)]
+    pytest.skip("seed article not available")
+
+
+def _hl(ex: Extraction) -> str:
+    assert ex.highlight is not None
+    a, b = ex.highlight
+    return ex.text[a:b]
+
+
+# --------------------------------------------------------------------------- question typing
+
+TYPED_QUESTIONS = {
+    QType.NUMBER: [
+        "算力小镇投资多少",
+        "那家美国公司的新冷媒全球已经用在多少辆车上了",
+        "这个药多少钱一盒",
+        "雪球一般跌到多少会触发敲入",
+        "小镇占地多大",
+        "制造业增加值占比是多少",
+        "今年出口增速咋样，有多高",
+        "一共有几家企业签约",
+        "隔夜利率报多少",
+        "募资规模有多大",
+    ],
+    QType.DATE: [
+        "限制HFC的那份国际修正协议什么时候在中国开始生效",
+        "信托发雪球被叫停是哪天收到的通知",
+        "算力小镇啥时候开园的",
+        "这个政策何时落地",
+        "方案是几月印发的",
+        "会议定在几号开",
+        "美联储哪年开始加息",
+        "新规生效日期是哪天",
+    ],
+    QType.ENTITY: [
+        "蔚来哪款车头一个用上这种环保冷媒",
+        "哪位分析师看好风电光伏要大发展",
+        "哪家券商重申要关注电子两大主线",
+        "被叫做新债王的那位投资人叫啥",
+        "慧球科技现在改叫什么名字了",
+        "谁是地卫二的创始人",
+        "12月7日哪只股票被机构看好的次数最多",
+        "这个项目是什么公司做的",
+    ],
+    QType.LIST: [
+        "除了央行，还有哪几个部门参与起草了衍生品的指导意见",
+        "跟低碳相关的那类新品种包括哪些",
+        "算力小镇签约了哪些项目",
+        "有哪几家公司已有这种产品",
+        "五大方面举措包括什么",
+    ],
+    QType.REASON: [
+        "为什么建议盯住果链上下游",
+        "吉利德那两批新冠药为啥要召回",
+        "消费恢复慢的原因是什么",
+        "雪球为何被叫停",
+        "股价怎么会跌这么多",
+        "咋会突然召回呢，为啥",
+    ],
+    QType.YESNO: [
+        "雪球到底保不保本",
+        "印度央行这次动利率了吗",
+        "美联储是否加息",
+        "这款车有没有用新冷媒",
+        "雪球是不是保本产品",
+        "央行会不会降准",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("question", "qtype"),
+    [(q, t) for t, qs in TYPED_QUESTIONS.items() for q in qs],
+)
+def test_classify_question(question: str, qtype: QType) -> None:
+    assert classify_question(question) is qtype
+
+
+def test_classify_other() -> None:
+    assert classify_question("算力小镇") is QType.OTHER
+    assert classify_question("HFO-1234yf是什么") is QType.OTHER
+
+
+def test_content_terms_drop_question_words() -> None:
+    terms = content_terms("那家美国公司的新冷媒全球已经用在多少辆车上了")
+    assert "冷媒" in terms
+    assert not {"多少", "那家", "已经", "的", "了"} & set(terms)
+    # A-not-A questions hide the content word
+    assert "保本" in content_terms("雪球到底保不保本")
+    # dates in a question stay whole
+    assert "12月7日" in content_terms("12月7日哪只股票被机构看好的次数最多")
+
+
+# --------------------------------------------------------------------------- span detectors
+
+
+def _texts(spans, text: str) -> list[str]:
+    return [text[s.start : s.end] for s in spans]
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("计划于2021-2023年内投资约30.67亿元，其中", "约30.67亿元"),
+        ("公司建有两套HFOs装置，产能约8000吨/年。", "约8000吨/年"),
+        ("已应用于全球超1.2亿辆汽车", "超1.2亿辆"),
+        ("预计2022年净流入A股的资金约6550亿", "约6550亿"),
+        ("敲入价格为75%-85%，即", "75%-85%"),
+        ("隔夜shibor报2.1510%，上涨2.1个基点", "2.1510%"),
+        ("将关键利率维持在4.00%不变", "4.00%"),
+        ("数字经济和GDP将分别增长3.3‰和1.8‰", "3.3‰"),
+        ("中等收入群体人口超4亿，人均GDP", "超4亿"),
+        ("已连续12年位列全球首位", "连续12年"),
+        ("保持55%的高增长", "55%"),
+        ("占地面积138亩，总建筑面积46万平方米", "138亩"),
+        ("占地面积138亩，总建筑面积46万平方米", "46万平方米"),
+        ("估值1到10亿美元之间的创新企业", "1到10亿美元"),
+    ],
+)
+def test_number_spans(text: str, want: str) -> None:
+    assert want in _texts(number_spans(text), text)
+
+
+def test_number_spans_skip_codes_and_dates() -> None:
+    text = "HFO-1234yf产品于2021年9月在ET7上使用，批次为2141001-1A，Q1出货增长"
+    got = _texts(number_spans(text), text)
+    assert got == []
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("已于2021年9月正式对我国生效", "2021年9月"),
+        ("券商中国获悉，1月5日，部分信托公司", "1月5日"),
+        ("2022年4月21日国务院办公厅印发", "2022年4月21日"),
+        ("2021年11月初，深圳证监局发布", "2021年11月初"),
+        ("据Choice统计显示，12月7日有26只个股", "12月7日"),
+        ("今年5月，国家发改委等部门联合印发", "今年5月"),
+        ("计划于2021-2023年内投资约30.67亿元", "2021-2023年"),
+        ("28日，中国(杭州)算力小镇正式开园", "28日"),
+    ],
+)
+def test_date_spans(text: str, want: str) -> None:
+    assert want in _texts(date_spans(text), text)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("首创证券分析师邹序元认为，稳增长政策背景下", "邹序元"),
+        ("首创证券分析师邹序元认为，稳增长政策背景下", "首创证券"),
+        ("不过，苹果分析师郭明錤则推文表示", "郭明錤"),
+        ("双线资本创始人兼CEO杰弗里·冈拉克(Jeffrey Gundlach)认为", "杰弗里·冈拉克"),
+        ("东方金诚首席宏观分析师王青对财联社表示", "王青"),
+        ("展望后市整个电子行业，中信证券认为", "中信证券"),
+        ("该机构持有最多的中国股票为腾讯控股，截至报告期末", "腾讯控股"),
+        ("霍尼韦尔宣布为蔚来旗下ET7新能源汽车提供HFO-1234yf(四氟丙烯)制冷剂", "ET7"),
+        ("霍尼韦尔宣布为蔚来旗下ET7新能源汽车提供HFO-1234yf(四氟丙烯)制冷剂", "HFO-1234yf"),
+        (
+            "国家发改委等部门联合印发《全国一体化大数据中心协同创新体系算力枢纽实施方案》",
+            "《全国一体化大数据中心协同创新体系算力枢纽实施方案》",
+        ),
+        ("原A股上市公司慧球科技(现名“天下秀”)的实际控制人", "天下秀"),
+        ("中国人民银行会同银保监会、证监会、外汇局共同起草了", "中国人民银行"),
+    ],
+)
+def test_entity_spans(text: str, want: str) -> None:
+    assert want in _texts(entity_spans(text), text)
+
+
+def test_entity_spans_reject_plain_nouns() -> None:
+    text = "当前电子板块估值处于历史低位，临平新城管委会相关负责人表示"
+    got = _texts(entity_spans(text), text)
+    assert "当前电子" not in got and "电子" not in got
+    assert "表示" not in got
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            "中国人民银行会同银保监会、证监会、外汇局共同起草了《指导意见》",
+            "银保监会、证监会、外汇局",
+        ),
+        (
+            "第一类是服务绿色发展相关品种，如碳排放权期货、电力期货、工业硅等；",
+            "碳排放权期货、电力期货、工业硅",
+        ),
+        ("目前巨化股份、联创股份已有HFO-1234yf产品", "巨化股份、联创股份"),
+        ("重点聚焦人工智能、芯片、大数据和量子信息等方向", "人工智能、芯片、大数据和量子信息"),
+    ],
+)
+def test_list_spans(text: str, want: str) -> None:
+    assert want in _texts(list_spans(text), text)
+
+
+def test_reason_spans() -> None:
+    text = "美国食药监局发布公告称，由于存在玻璃颗粒，吉利德自愿召回两批Veklury。"
+    assert "由于存在玻璃颗粒" in _texts(reason_spans(text), text)
+    text2 = "主要基于原因：1)苹果手机Q1出货同比增长，与安卓阵营形成明显分化。"
+    assert any("苹果手机Q1出货同比增长" in s for s in _texts(reason_spans(text2), text2))
+    # 因素 is not 因 (because)
+    text3 = "叠加复工复产情绪升温、政策帮扶等因素，需求逐步回暖"
+    assert _texts(reason_spans(text3), text3) == []
+
+
+def test_yesno_spans() -> None:
+    text = "印度央行将关键利率维持在4.00%不变，符合市场预期。"
+    assert "维持在4.00%不变" in _texts(yesno_spans(text), text)
+    text2 = "但实际上雪球并非保本产品，随着市场下跌随时有敲入风险"
+    assert "并非保本产品" in _texts(yesno_spans(text2), text2)
+
+
+# --------------------------------------------------------------------------- extraction
+
+DISTRACTOR_A = (
+    "截至2020年我国算力总规模全球占比约为31%，保持55%的高增长，高于全球增速约16%个百分点。"
+)
+DISTRACTOR_B = "北京此前已提出，到2030年，培育成为人工智能算力枢纽、先进节能技术应用高地。"
+
+
+def test_headline_question_seed_passage() -> None:
+    paras = _seed_paragraphs()
+    gold = next(p for p in paras if "30.67亿元" in p)
+    others = [p for p in paras if p is not gold]
+    passages = [
+        _chunk(others[1], 0, SEED_TITLE, 0.9),
+        _chunk(gold, 1, SEED_TITLE, 0.85),
+        _chunk(others[0], 2, SEED_TITLE, 0.8),
+    ]
+    ex = extract_answer("算力小镇投资多少", passages)
+    assert ex is not None
+    assert "30.67亿元" in ex.text
+    assert len(ex.text) <= 120
+    assert ex.text in gold
+    assert ex.passage_index == 1
+    assert ex.qtype is QType.NUMBER
+    assert "30.67亿元" in _hl(ex)
+    assert ex.text == "计划于2021-2023年内投资约30.67亿元"
+
+
+def test_max_chars_respected() -> None:
+    paras = _seed_paragraphs()
+    passages = [_chunk(p, i, SEED_TITLE) for i, p in enumerate(paras[:5])]
+    for limit in (40, 60, 120):
+        ex = extract_answer("算力小镇投资多少", passages, max_chars=limit)
+        assert ex is not None and len(ex.text) <= limit
+        assert "30.67亿元" in ex.text
+
+
+def test_number_question_uses_unit_and_extends_short_clause() -> None:
+    passages = [
+        _chunk(
+            "巨化股份的制冷剂产品包括HCFCs、HFCs、HFOs等二、三、四代氟制冷剂，其中HCFCs按年配额量销售。",
+            0,
+        ),
+        _chunk(
+            "此前，公司曾在投资者互动平台表示，HFO-1234yf属HFOs，是第四代氟制冷剂产品。公司建有两套HFOs装置，产能约8000吨/年。",
+            1,
+        ),
+        _chunk(
+            "联创股份在投资者互动平台表示，公司第四代制冷剂目前有5000吨/年的产能，计划明年扩产2倍。",
+            2,
+        ),
+    ]
+    ex = extract_answer("巨化那两套新冷媒装置一年能产多少", passages)
+    assert ex is not None
+    assert "8000吨/年" in ex.text
+    # "产能约8000吨/年" alone does not say whose capacity it is
+    assert "装置" in ex.text
+    assert _hl(ex) == "约8000吨/年"
+
+
+def test_date_question_picks_date_clause_not_number_clause() -> None:
+    passages = [
+        _chunk("中国(杭州)算力小镇位于杭州市临平区，占地面积138亩，总建筑面积46万平方米。", 0),
+        _chunk(
+            "28日，中国(杭州)算力小镇正式开园，彰显出杭州抢抓算力产业新机遇的明确方向。该小镇计划投资约30.67亿元。",
+            1,
+        ),
+        _chunk(DISTRACTOR_A, 2),
+    ]
+    ex = extract_answer("算力小镇什么时候开园", passages)
+    assert ex is not None
+    assert ex.qtype is QType.DATE
+    assert "28日" in ex.text and "开园" in ex.text
+    assert "30.67" not in ex.text and "138亩" not in ex.text
+    assert _hl(ex) == "28日"
+
+
+def test_list_question_returns_enumeration() -> None:
+    passages = [
+        _chunk("中国(杭州)算力小镇位于杭州市临平区，占地面积138亩。", 0),
+        _chunk(
+            "目前，算力小镇已签约算力科技、联芯通、图灵算力研究院等19个项目，另有创新载体8个、储备项目近200个。",
+            1,
+        ),
+        _chunk(DISTRACTOR_B, 2),
+    ]
+    ex = extract_answer("算力小镇签约了哪些项目", passages)
+    assert ex is not None
+    assert ex.qtype is QType.LIST
+    assert "算力科技、联芯通、图灵算力研究院" in ex.text
+    assert "算力科技、联芯通、图灵算力研究院" in _hl(ex)
+
+
+def test_reason_question_returns_cause_clause() -> None:
+    passages = [
+        _chunk("这两批注射液从2021年10月开始在美国进行销售，每批规格为100毫克。", 0),
+        _chunk(
+            "美国食药监局发布公告称，由于存在玻璃颗粒，吉利德自愿召回两批Veklury（注射用瑞德西韦）。",
+            1,
+        ),
+        _chunk("吉利德在风险说明中表示，使用受污染的注射产品可能会导致对异物的局部刺激或肿胀。", 2),
+    ]
+    ex = extract_answer("吉利德那两批新冠药为啥要召回", passages)
+    assert ex is not None
+    assert ex.qtype is QType.REASON
+    assert "由于存在玻璃颗粒" in ex.text
+    assert _hl(ex).startswith("由于存在玻璃颗粒")
+
+
+def test_entity_question_person_name() -> None:
+    passages = [
+        _chunk(
+            "苹果一年一度的线上开发者大会将于北京时间6月7日凌晨一点召开，有媒体猜测苹果会推出一款AR眼镜。",
+            0,
+        ),
+        _chunk(
+            "不过，苹果分析师郭明錤则推文表示，认为苹果不会在苹果全球开发者大会发布AR/MR头显。", 1
+        ),
+        _chunk("中信证券认为，当前电子板块估值处于历史低位，核心资产价值凸显。", 2),
+    ]
+    ex = extract_answer("哪个分析师说苹果这回不会发布头显", passages)
+    assert ex is not None
+    assert ex.qtype is QType.ENTITY
+    assert _hl(ex) == "郭明錤"
+
+
+def test_yesno_question_returns_verdict() -> None:
+    passages = [
+        _chunk("印度央行将关键利率维持在4.00%不变，符合市场预期。", 0),
+        _chunk("印度卢比兑美元汇率当日下跌0.3%，报75.6。", 1),
+        _chunk("美联储12月议息会议将讨论加快缩减购债。", 2),
+    ]
+    ex = extract_answer("印度央行这次动利率了吗", passages)
+    assert ex is not None
+    assert ex.qtype is QType.YESNO
+    assert "维持在4.00%不变" in ex.text
+
+
+def test_highlight_points_at_typed_span() -> None:
+    paras = _seed_paragraphs()
+    passages = [_chunk(p, i, SEED_TITLE) for i, p in enumerate(paras[:5])]
+    for q, span_re in [
+        ("算力小镇投资多少", r"\d"),
+        ("算力小镇占地多大", r"亩|平方米"),
+        ("算力小镇什么时候开园", r"日"),
+    ]:
+        ex = extract_answer(q, passages)
+        assert ex is not None and ex.highlight is not None
+        a, b = ex.highlight
+        assert 0 <= a < b <= len(ex.text)
+        assert re.search(span_re, ex.text[a:b])
+
+
+def test_confidence_lower_for_unrelated_passages() -> None:
+    paras = _seed_paragraphs()
+    related = [_chunk(p, i, SEED_TITLE) for i, p in enumerate(paras[:5])]
+    unrelated = [
+        _chunk("印度央行将关键利率维持在4.00%不变，符合市场预期。", 0, "印度央行维持利率不变"),
+        _chunk("隔夜shibor报2.1510%，上涨2.1个基点；7天shibor报2.2020%。", 1, "shibor"),
+        _chunk("吉利德自愿召回两批Veklury，批次规格为100毫克。", 2, "吉利德召回"),
+    ]
+    good = extract_answer("算力小镇投资多少", related)
+    bad = extract_answer("算力小镇投资多少", unrelated)
+    assert good is not None and bad is not None
+    assert 0.0 <= bad.confidence < good.confidence <= 1.0
+    assert good.confidence >= 0.6
+    assert bad.confidence <= 0.4
+
+
+def test_empty_inputs() -> None:
+    assert extract_answer("算力小镇投资多少", []) is None
+    assert extract_answer("", [_chunk("文本", 0)]) is None
+    assert extract_answer("算力小镇投资多少", [_chunk("", 0)]) is None
+
+
+def test_never_cuts_inside_a_number() -> None:
+    long = (
+        "据介绍，"
+        + "该项目在多个方面具有显著的示范意义和带动作用" * 4
+        + "，计划总投资约30.67亿元"
+        + "并带动上下游产业链协同发展" * 4
+        + "。"
+    )
+    ex = extract_answer("该项目投资多少", [_chunk(long, 0)], max_chars=50)
+    assert ex is not None
+    assert len(ex.text) <= 50
+    assert "约30.67亿元" in ex.text
+
+
+# --------------------------------------------------------------------------- dev set (shared)
+
+
+def _post_paragraphs(raw: str) -> list[str]:
+    """Rough HTML-to-paragraphs, good enough to test span choice in isolation."""
+    body = raw.split("---", 2)[-1]
+    body = re.sub(r"<!--.*?-->", "", body, flags=re.S)
+    out = []
+    for part in re.split(r"</p>|<br\s*/?>|\n", body):
+        p = html.unescape(re.sub(r"<[^>]+>", "", part)).strip()
+        if p and not p.startswith(">"):
+            out.append(p)
+    return out
+
+
+@pytest.mark.shared
+def test_dev_set_span_choice() -> None:
+    dev = SHARED / "eval" / "finews_qa_dev.jsonl"
+    posts = SHARED / "corpus-sample" / "finews"
+    if not dev.exists() or not posts.exists():
+        pytest.skip("../shared not available")
+    total, hits, failures = 0, 0, []
+    for k, line in enumerate(dev.read_text(encoding="utf-8").splitlines()):
+        rec = json.loads(line)
+        if not rec.get("answer"):
+            continue
+        paras = _post_paragraphs((posts / rec["file"]).read_text(encoding="utf-8"))
+        gi = next(i for i, p in enumerate(paras) if rec["paragraph_hint"] in p)
+        # the neighbouring paragraphs are the hardest distractors: same story, same words
+        others = [i for i in (gi - 1, gi + 1, gi - 2, gi + 2) if 0 <= i < len(paras)][:2]
+        order = list(others)
+        order.insert(min(k % 3, len(order)), gi)  # gold is not always first
+        passages = [_chunk(paras[i], i) for i in order]
+        ex = extract_answer(rec["q"], passages)
+        total += 1
+        if ex is not None and rec["answer"] in ex.text and len(ex.text) <= 120:
+            hits += 1
+        else:
+            failures.append((rec["q"], rec["answer"], ex.text if ex else None))
+    for q, gold, got in failures:
+        print(f"MISS {q} | gold={gold} | got={got}")
+    acc = hits / total
+    print(f"dev span accuracy: {hits}/{total} = {acc:.1%}")
+    assert acc >= 0.8
