@@ -60,6 +60,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -1105,6 +1106,13 @@ def _new_generation_id(prev: Manifest | None) -> str:
     return f"{seq:06d}-{secrets.token_hex(3)}"
 
 
+def _crashpoint(name: str) -> None:
+    """Fault injection for the crash-safety tests: ``QA_BOT_CRASH_AT=<name>`` makes the
+    process kill itself (SIGKILL, like ``kill -9``) at that point of an update."""
+    if os.environ.get("QA_BOT_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def update_index(
     index_dir: str | os.PathLike[str],
     articles: Sequence[Article],
@@ -1270,6 +1278,7 @@ def _update_locked(
             part = missing[i : i + batch_size]
             vecs = _normalize(embedder.embed_passages([need[h] for h in part]), dim, len(part))
             cache.put_many(part, vecs)  # committed now: a crash later loses at most this batch
+            _crashpoint("after-batch")
             vectors.update(zip(part, vecs, strict=True))
             report.embedded_chunks += len(part)
             if progress:
@@ -1314,6 +1323,7 @@ def _update_locked(
         if artifacts is not None:
             artifacts(list(ordered), tmp_dir, prev.gen_dir if prev else None)
         _fsync_tree(tmp_dir)
+        _crashpoint("before-rename")
         files = {
             p.relative_to(tmp_dir).as_posix(): FileEntry(_sha256(p), p.stat().st_size)
             for p in sorted(tmp_dir.rglob("*"))
@@ -1324,6 +1334,7 @@ def _update_locked(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     _fsync_dir(index_dir)
+    _crashpoint("before-manifest")
     now = _now()
     manifest = Manifest(
         generation=gen_id,
