@@ -464,7 +464,8 @@ def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
         from .telegram_bot import BotConfigError, run_bot
 
         s = _settings(corpus, index)
-        service = QAService(s)
+        # the reply shows 3 sources; the 「更多来源」 button reveals the rest
+        service = QAService(s.model_copy(update={"top_k": max(s.top_k, 8)}))
         try:
             _ensure_index(service, False)
             run_bot(s, service)
