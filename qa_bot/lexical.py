@@ -133,6 +133,14 @@ class LexicalIndex:
         return np.asarray(self.bm25.get_scores(known), dtype=np.float32), toks  # type: ignore[attr-defined]
 
 
+def _import_bm25s():  # type: ignore[no-untyped-def]
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG at import; its progress chatter is not for users
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 def _read_tokens(path: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if not path.exists():
@@ -156,7 +164,7 @@ def build_lexical(
     Called by the index writer (its ``artifacts`` hook) with the chunks in row order.
     Returns counts for logging: how many chunk texts were tokenized afresh.
     """
-    import bm25s
+    bm25s = _import_bm25s()
 
     out_dir = gen_dir / LEXICAL_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +222,7 @@ def build_lexical(
 
 
 def load_lexical(gen_dir: Path, *, user_dict_file: Path | None = None) -> LexicalIndex:
-    import bm25s
+    bm25s = _import_bm25s()
 
     d = gen_dir / LEXICAL_DIR
     meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
