@@ -33,7 +33,7 @@ index_app = typer.Typer(help="Build, update and check the on-disk index.", no_ar
 app.add_typer(index_app, name="index")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 CorpusOpt = Annotated[Path | None, typer.Option("--corpus", help="Folder of posts (default: QA_BOT_CORPUS_DIR or corpus/).")]
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: QA_BOT_INDEX_DIR or embeddings/).")]
@@ -115,7 +115,7 @@ def _progress_update(service: QAService, *, full: bool, quiet: bool = False):  #
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=quiet,
+        disable=quiet or not err.is_terminal,
     ) as bar:
         task = bar.add_task("embed", total=None)
 

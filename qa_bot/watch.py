@@ -75,7 +75,7 @@ def watch_corpus(
             if event.event_type in ("opened", "closed_no_write"):
                 return
             paths = [str(event.src_path), str(getattr(event, "dest_path", "") or "")]
-            if event.is_directory or any(_is_post(p) for p in paths):
+            if (event.is_directory and event.event_type != "modified") or any(map(_is_post, paths)):
                 debounce.hit()
 
     def apply(reason: str) -> None:
