@@ -1200,7 +1200,11 @@ def _update_locked(
     report.changed = sum(p in old_sigs and old_sigs[p] != s for p, s in sigs.items())
     report.unchanged = sum(old_sigs.get(p) == s for p, s in sigs.items())
 
-    if prev is not None and not full and not (report.added or report.changed or report.removed):
+    # a new chunker or artifact version must publish a new generation even when no post changed
+    same_version = prev is not None and prev.manifest.chunker_version == chunker_version
+    if prev is not None and not full and same_version and not (
+        report.added or report.changed or report.removed
+    ):
         report.generation = prev.manifest.generation
         report.faiss_kind = prev.manifest.faiss.kind
         report.reused_chunks = report.total_chunks

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from .lexical import LexicalIndex
+from .sentences import SentenceVectors
 from .types import Chunk, ScoredChunk
 
 RECENT_CUES = re.compile(r"最新|今天|今日|最近|近日|近期|目前|现在|眼下|刚刚")
@@ -37,6 +38,10 @@ class RetrievalConfig:
     rrf_k: int = 60
     dedup_threshold: float = 0.8  # char-bigram Jaccard above which passages are one story
     recency_weight: float = 0.15
+    # the best-matching sentence of each of the top ``rerank`` passages adds up to
+    # ``sentence_weight`` (rescaled over those passages); see qa_bot.sentences
+    rerank: int = 20
+    sentence_weight: float = 0.7
 
 
 def _bigrams(text: str) -> set[str]:
@@ -82,12 +87,14 @@ class HybridRetriever:
         encoder: QueryEncoder,
         chunks_by_id: dict[str, Chunk],
         config: RetrievalConfig | None = None,
+        sentences: SentenceVectors | None = None,
     ) -> None:
         self.dense = dense
         self.lexical = lexical
         self.encoder = encoder
         self.chunks_by_id = chunks_by_id
         self.config = config or RetrievalConfig()
+        self.sentences = sentences
 
     def search(self, question: str, k: int = 5, *, encoded: np.ndarray | None = None) -> list[ScoredChunk]:
         cfg = self.config
@@ -118,7 +125,21 @@ class HybridRetriever:
         hits = [
             ScoredChunk(chunks[cid], score, dense.get(cid), lexical.get(cid)) for cid, score in ranked
         ]
+        if self.sentences is not None and cfg.sentence_weight > 0:
+            hits = self._rerank_by_sentence(hits[: max(cfg.rerank, k)], np.asarray(qvec).reshape(-1))
         return collapse_duplicates(hits, cfg.dedup_threshold)[:k]
+
+    def _rerank_by_sentence(self, hits: list[ScoredChunk], qvec: np.ndarray) -> list[ScoredChunk]:
+        assert self.sentences is not None
+        per = [self.sentences.scores(h.chunk.chunk_id, qvec) for h in hits]
+        best = {i: s.best for i, s in enumerate(per) if s is not None}
+        norm = _minmax({str(i): v for i, v in best.items()})
+        w = self.config.sentence_weight
+        out = [
+            ScoredChunk(h.chunk, h.score + w * norm.get(str(i), 0.0), h.dense, h.lexical, per[i])
+            for i, h in enumerate(hits)
+        ]
+        return sorted(out, key=lambda h: h.score, reverse=True)
 
     def _fuse(self, dense: dict[str, float], lexical: dict[str, float]) -> dict[str, float]:
         cfg = self.config

@@ -22,8 +22,11 @@ from .config import DEFAULT_MODEL, Settings
 from .embedding import Embedder
 from .followup import ConversationMemory
 from .ingest import load_corpus
+from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .lexical import build_lexical, load_lexical
 from .retrieval import HybridRetriever, RetrievalConfig
+from .sentences import FORMAT as SENTENCE_FORMAT
+from .sentences import SentenceVectors, build_sentence_vectors
 from .types import Answer, ScoredChunk, Skipped, Source
 
 log = logging.getLogger(__name__)
@@ -114,8 +117,13 @@ class QAService:
         chunks = chunk_corpus(articles, count_tokens=emb.count_tokens, max_tokens=emb.max_tokens)
         user_dict = self.settings.user_dict
 
+        index_dir = self.settings.index_dir
+
         def artifacts(final_chunks, gen_dir, prev_dir):  # type: ignore[no-untyped-def]
             build_lexical(final_chunks, gen_dir, None if full else prev_dir, user_dict_file=user_dict)
+            build_sentence_vectors(
+                final_chunks, gen_dir, emb, index_dir / index_mod.CACHE_NAME, progress=progress
+            )
 
         report = index_mod.update_index(
             self.settings.index_dir,
@@ -125,7 +133,8 @@ class QAService:
             full=full,
             progress=progress,
             artifacts=artifacts,
-            chunker_version=CHUNKER_VERSION,
+            # artifacts are derived from chunks too: a new format means a new generation
+            chunker_version=f"{CHUNKER_VERSION}+lex{LEXICAL_VERSION}+sent{SENTENCE_FORMAT}",
         )
         return report, skipped
 
@@ -133,17 +142,36 @@ class QAService:
         return index_mod.published_generation(self.settings.index_dir) is not None
 
     def _current(self) -> _Loaded:
-        gen = index_mod.published_generation(self.settings.index_dir)
+        try:
+            gen = index_mod.published_generation(self.settings.index_dir)
+            with self._lock:
+                if self._loaded is not None and self._loaded.generation == gen:
+                    return self._loaded
+                return self._load()
+        except index_mod.IndexProblem as e:
+            # A long-running reader keeps answering from the generation it has, which was
+            # verified when loaded, rather than serve a damaged one or stop answering.
+            if self._loaded is None:
+                raise
+            log.error("keeping index generation %s: %s", self._loaded.generation, e)
+            return self._loaded
+
+    def _load(self) -> _Loaded:
         with self._lock:
-            if self._loaded is not None and self._loaded.generation == gen:
-                return self._loaded
             encoder = self.query_encoder
             snapshot = index_mod.open_index(
                 self.settings.index_dir, model=self.model_name, dim=getattr(encoder, "dim", None)
             )
             lexical = load_lexical(snapshot.dir, user_dict_file=self.settings.user_dict)
             chunks_by_id = {c.chunk_id: c for c in snapshot.all_chunks()}
-            retriever = HybridRetriever(snapshot, lexical, encoder, chunks_by_id, self.retrieval_config)
+            retriever = HybridRetriever(
+                snapshot,
+                lexical,
+                encoder,
+                chunks_by_id,
+                self.retrieval_config,
+                sentences=SentenceVectors(snapshot.dir),
+            )
             if self._loaded is not None:
                 log.info("index generation %s loaded (was %s)", snapshot.generation, self._loaded.generation)
             self._loaded = _Loaded(snapshot.generation, snapshot, retriever)

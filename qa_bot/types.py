@@ -65,6 +65,8 @@ class ScoredChunk:
     score: float
     dense: float | None = None
     lexical: float | None = None
+    # per-sentence similarities with the question (qa_bot.sentences.SentenceScores), when known
+    sentences: object | None = None
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,22 @@ def test_reindex_reports_changes(service: QAService, corpus: Path) -> None:
     assert out["removed"] == 1 and out["embedded_chunks"] == 0
     a = service.ask("离岸人民币兑美元升至多少")
     assert not any("6.3512" in s.text for s in a.sources)
+
+
+def test_damaged_new_manifest_keeps_serving_the_loaded_generation(service: QAService) -> None:
+    first = service.ask("算力小镇投资多少")
+    (service.settings.index_dir / "MANIFEST.json").write_text("{garbage", encoding="utf-8")
+    again = service.ask("算力小镇投资多少")
+    assert again.answer == first.answer
+    fresh = QAService(service.settings, embedder=service.embedder, query_encoder=service.query_encoder)
+    from qa_bot.index import IndexProblem
+
+    with pytest.raises(IndexProblem):
+        fresh.ask("算力小镇投资多少")
+
+
+def test_sentence_scores_reach_the_hits(service: QAService) -> None:
+    hits = service.retrieve("算力小镇占地面积多大", 3)
+    assert hits[0].sentences is not None
+    spans = hits[0].sentences.spans  # type: ignore[attr-defined]
+    assert any("138亩" in hits[0].chunk.text[a:b] for a, b in spans)
