@@ -368,13 +368,20 @@ def eval_cmd(
     failures: Annotated[bool, typer.Option("--failures", help="List the misses.")] = False,
     fusion: Annotated[str | None, typer.Option("--fusion", help="Override fusion: score or rrf.")] = None,
     dense_weight: Annotated[float | None, typer.Option("--dense-weight", min=0.0, max=1.0)] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Answer like a typical RAG stack instead (0.5/0.5 fusion, best sentence), for comparison.")] = False,
 ) -> None:
     """Answer every question of a set and report answer_hit, passage_hit@1/@3, abstentions, latency."""
 
     def go() -> None:
         import dataclasses
 
-        from .evaluate import eval_dirs, load_questions, run_eval, write_posts_corpus
+        from .evaluate import (
+            baseline_asker,
+            eval_dirs,
+            load_questions,
+            run_eval,
+            write_posts_corpus,
+        )
         from .retrieval import RetrievalConfig
         from .service import QAService
 
@@ -390,14 +397,17 @@ def eval_cmd(
             corpus_dir = corpus
         s = s.model_copy(update={"corpus_dir": corpus_dir, "index_dir": index or gen_index})
         cfg = RetrievalConfig()
+        if baseline:
+            cfg = dataclasses.replace(cfg, fusion="score", dense_weight=0.5, sentence_weight=0.0)
         if fusion:
             cfg = dataclasses.replace(cfg, fusion=fusion)
         if dense_weight is not None:
             cfg = dataclasses.replace(cfg, dense_weight=dense_weight)
         service = QAService(s, retrieval=cfg)
         report_u, _ = _progress_update(service, full=False, quiet=as_json)
-        service.ask(qs[0].q)  # warm-up: latency figures are for a loaded service
-        report = run_eval(qs, lambda q: service.ask(q))
+        ask = baseline_asker(service) if baseline else (lambda q: service.ask(q))
+        ask(qs[0].q)  # warm-up: latency figures are for a loaded service
+        report = run_eval(qs, ask)
         if as_json:
             _print_json(report.to_json(with_failures=failures))
             return
