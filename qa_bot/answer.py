@@ -1,9 +1,21 @@
-"""Short extractive answers: pick the clause of a retrieved passage that answers a question.
+"""Short extractive answers: pick the clause or sentence of a retrieved passage that answers
+a question.
 
-Pipeline: classify the question (what kind of span is wanted) → extract the question's
-content terms → split the top passages into sentences and clauses → score windows of
-adjacent clauses by term coverage, presence of a typed span and its proximity to the
-matched terms → return the best window verbatim, with the typed span as highlight.
+Pipeline: classify the question (what kind of answer is wanted) → extract the question's
+content terms and its shape (the wording left and right of the wh-phrase) → split the top
+passages into sentences and clauses → score windows by
+  * term coverage (idf-weighted, with the sentence's neighbourhood as context),
+  * character-level alignment: how much of the question's wording the sentence repeats
+    (long common substrings count most; words shared by most sentences count less),
+  * the wh-slot: the text between the sentence's match of the question's left part and of
+    its right part ("生命数耗完即算为什么" ↔ "…即算为踢爆"),
+  * a typed span of the wanted kind (figure, date, name, place, list, cause, verdict),
+    its proximity to the matched terms, minus names that merely repeat the question's
+    subject,
+  * the passage's retrieval rank;
+→ return the best window verbatim (with its sentence-final "。" when it ends the sentence):
+the clause(s) with the span for figures, dates, names and places, the whole sentence for
+descriptions, reasons, lists and the rest; always within ``max_chars``.
 
 Everything is regex/heuristic based and general: no lists tuned to particular questions.
 Numbers, dates and names are always taken verbatim from the source and never cut.
@@ -39,7 +51,14 @@ class QType(str, Enum):
     LIST = "list"
     REASON = "reason"
     YESNO = "yesno"
+    LOCATION = "location"
+    DESCRIPTION = "description"
     OTHER = "other"
+
+
+# Types whose answer is a phrase (a figure, a date, a name, a place): the answer is the clause
+# holding the span plus its subject. The others want a whole statement: the full sentence.
+_SHORT_TYPES = frozenset({"number", "date", "entity", "location"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,7 @@ _LIST_Q = re.compile(
     r"哪些|有哪几|哪几[个家种类项只位条样]|包括什么|包括啥|都有什么|都有啥|有什么.{0,4}[和及]|列举"
 )
 _REASON_Q = re.compile(
-    r"为什么|为何|为啥|原因|怎么会|咋会|凭什么|何故|缘何|什么导致|啥导致|因为什么|因为啥|干嘛要|为了什么"
+    r"(?<![称之作成视认改名译即算封定列选命])为什么|为何|为啥|原因|怎么会|咋会|凭什么|何故|缘何|什么导致|啥导致|因为什么|因为啥|干嘛要|为了什么"
 )
 _NUMBER_Q = re.compile(
     r"多少|几[个家只位次倍成岁年天名人条项款台辆套吨亿万千百十]|多大|多高|多长|多久|多远|多重|多快|多贵|多少钱"
@@ -119,6 +138,24 @@ _YESNO_Q = re.compile(
     r"|(.)不\1|(.)没\2"
 )
 
+# Description questions want a statement, not a name: "有什么特点", "用途是什么", "体现在哪里".
+_DESC_NOUN = (
+    r"(?:特点|特色|特征|特性|用途|作用|功能|功用|背景|意义|重要性|影响|区别|差别|差异|不同之处|贡献|成就"
+    r"|经历|经过|过程|记载|描述|评价|主张|寓意|象征|含义|涵义|目的|职责|形状|外观|外形|样子|结构|性质|状态"
+    r"|规定|症状|习性|风格|理念|思想|观点|看法|态度|反应|后果|好处|坏处|优势|优点|缺点|弊端|方式|方法|办法"
+    r"|关系|定义|事迹|遭遇|情形|状况|变化|做法|措施|工作)"
+)
+_DESC_Q = re.compile(
+    rf"{_DESC_NOUN}(?:是|有|为|在于|主要是|主要有|主要为)?(?:什么|啥|哪些|怎样|如何|怎么样)"
+    rf"|(?:什么|啥|哪些|怎样的|怎么样的|何种|什么样的?)(?:主要)?{_DESC_NOUN}"
+    r"|(?:怎么|如何|怎样)(?:形成|产生|演变|发展|处理|解决|运作|进行|实现|评价)|体现在哪|表现在哪"
+    r"|有怎样|是怎样|做什么|干什么|发生了什么|遭遇了什么|经历了什么|什么事|象征着?什么|代表着?什么|意味着什么"
+)
+_DESC_WEAK_Q = re.compile(r"如何|怎么(?!会|样)|怎样|怎么样")
+_LOCATION_Q = re.compile(
+    r"在哪|哪里|哪儿|何处|何地|什么地方|啥地方|哪个(?:国家|城市|省份?|地区|地方|州|县|市|区|镇)"
+    r"|哪[国省市县州座城](?!家)|位于|坐落|原产|产地|发源地|出生地|籍贯|哪国人"
+)
 _ENTITY_PERSON_Q = re.compile(
     r"谁|哪位|何人|分析师|经济学家|投资人|董事长|创始人|专家|人物|老板|负责人|行长|主席|总裁|CEO"
 )
@@ -135,10 +172,16 @@ def classify_question(q: str) -> QType:
         return QType.DATE
     if _REASON_Q.search(q):
         return QType.REASON
+    if _DESC_Q.search(q):
+        return QType.DESCRIPTION
     if _LIST_Q.search(q):
         return QType.LIST
     if _NUMBER_Q.search(q):
         return QType.NUMBER
+    if _LOCATION_Q.search(q):
+        return QType.LOCATION
+    if _DESC_WEAK_Q.search(q):
+        return QType.DESCRIPTION
     if _ENTITY_Q.search(q):
         return QType.ENTITY
     if _YESNO_Q.search(q):
@@ -206,6 +249,18 @@ _DATE_RE = re.compile(
     rf"|(?:今年|去年|明年|前年|上年|同年|当年)(?:\d{{1,2}}月(?:\d{{1,2}}日)?{_MONTH_TAIL}?|{_SEASON})"
     rf"|(?<!\d)\d{{1,2}}月\d{{1,2}}日|(?<!\d)\d{{1,2}}月{_MONTH_TAIL}?(?!\d)|(?<![\d月])\d{{1,2}}日"
 )
+
+# Historical and coarse dates: centuries, decades, era years ("正德五年（1510年）"), seasons.
+_CN_NUM = "一二三四五六七八九十"
+_DATE_COARSE_RE = re.compile(
+    rf"(?:公元前?)?(?:\d{{1,2}}|[{_CN_NUM}]{{1,3}})世纪(?:[初中末]期|[上下]半叶|初|中|末|\d{{1,2}}年代)?"
+    rf"|(?:公元前?)?\d{{1,4}}年代(?:[初中末]期|初|中|末)?"
+    rf"|[\u4e00-\u9fff]{{2}}(?:(?:元|[{_CN_NUM}]{{1,3}})年(?:（\d{{3,4}}年）)?|\d{{1,2}}年（\d{{3,4}}年）)"
+    rf"(?:[{_CN_NUM}]{{1,3}}月)?"
+    r"|公元前?\d{1,4}年|(?<![\d.])\d{3}年(?![代度])"
+    r"|(?:每年)?(?:春|夏|秋|冬)(?:季|天|末|初)|(?:夏至|冬至|春分|秋分)"
+)
+
 
 # Organisation names end in one of these; the start is found by walking left (see _org_start).
 _ORG_SUFFIX = (
@@ -311,6 +366,24 @@ def date_spans(text: str) -> list[Span]:
         if re.fullmatch(r"\d{1,2}日", g):
             strength = 0.45
         spans.append(Span(s, e, QType.DATE, strength))
+    for m in _DATE_COARSE_RE.finditer(text):
+        g = m.group()
+        if re.match(rf"[\u4e00-\u9fff]{{2}}(?:元|[{_CN_NUM}]{{1,3}}|\d{{1,2}})年", g) and g[:2] in {
+            "去年",
+            "今年",
+            "明年",
+            "前年",
+            "同年",
+            "当年",
+            "上年",
+            "多年",
+            "近年",
+            "每年",
+            "十年",
+            "百年",
+        }:
+            continue
+        spans.append(Span(m.start(), m.end(), QType.DATE, 0.6))
     return _strip_overlaps(spans)
 
 
@@ -461,7 +534,47 @@ def yesno_spans(text: str) -> list[Span]:
     return _strip_overlaps(spans)
 
 
+# Places: a locative verb and its object ("位于湖南省长沙县东北部", "生于乌拉圭蒙得维的亚"), or a
+# name ending in an administrative/geographic suffix.
+_LOC_VERB_STRONG = (
+    r"(?:位于|坐落于|座落于|坐落在|地处|出生于|出生在|生于|原产于|原产地为|原产地是|原产|产于|分布于"
+    r"|分布在|发源于|起源于|源于|来自|定居于|定居在|总部设于|总部设在|总部位于|设于|设在|发现于"
+    r"|举行于|就读于|祖籍|籍贯)"
+)
+_LOC_VERB_RE = re.compile(rf"(?:{_LOC_VERB_STRONG}|[在于])([^，。；;！？!?\n]{{2,40}})")
+_PLACE_RE = re.compile(
+    r"[\u4e00-\u9fff·]{1,10}?(?:省|市|县|区|镇|乡|村|州|国|岛|半岛|山|河|湖|街|路|号|港|湾|洲|城|郡|府"
+    r"|群岛|地区|大道)"
+)
+
+
+def location_spans(text: str) -> list[Span]:
+    spans: list[Span] = []
+    for m in _LOC_VERB_RE.finditer(text):
+        strong = not re.fullmatch(r"[在于]", text[m.start() : m.start(1)])
+        obj = m.group(1)
+        placey = _PLACE_RE.search(obj) is not None
+        if not strong and not placey:
+            continue
+        strength = (1.0 if strong else 0.5) + (0.2 if placey else 0.0)
+        spans.append(Span(m.start(), m.end(), QType.LOCATION, strength, "place"))
+    for m in _PLACE_RE.finditer(text):
+        g = m.group()
+        s = (
+            m.start() + len(_ORG_LEFT_STOP.match(g).group())
+            if _ORG_LEFT_STOP.match(g)
+            else m.start()
+        )
+        if m.end() - s >= 2:
+            spans.append(Span(s, m.end(), QType.LOCATION, 0.5, "place"))
+    for sp in entity_spans(text):
+        if sp.sub in {"org", "quote"}:
+            spans.append(Span(sp.start, sp.end, QType.LOCATION, 0.4, sp.sub))
+    return _strip_overlaps_prefer_strong(spans)
+
+
 _DETECTORS = {
+    QType.LOCATION: location_spans,
     QType.NUMBER: number_spans,
     QType.DATE: date_spans,
     QType.ENTITY: entity_spans,
@@ -546,11 +659,43 @@ def _terms(question: str) -> tuple[_Term, ...]:
             w = 0.4 if len(tok) == 1 else min(len(tok), 4) / 2
             out[tok] = max(out.get(tok, 0.0), w)
     _boost_focus(question, out)
+    focus = _desc_focus(question)
+    if focus:
+        # "夜来香的种子有什么特点": "特点" is what is asked, not a word the answer repeats;
+        # the noun it is about ("种子") is what the answering sentence talks about
+        noun, head = focus
+        if noun in out:
+            out[noun] *= 0.3
+        if head in out:
+            out[head] = max(out[head] * 1.5, 1.0)
     terms = [_Term(t, w) for t, w in out.items()]
     for name, q_rx, p_rx in _CONCEPTS:
         if q_rx.search(question):
             terms.append(_Term(name, 0.8, p_rx))
     return tuple(terms)
+
+
+_DESC_NOUN_RE = re.compile(_DESC_NOUN)
+
+
+@lru_cache(maxsize=2048)
+def _desc_focus(question: str) -> tuple[str, str] | None:
+    """For a description question, ``(description noun, the word before it)``:
+    "夜来香的种子有什么特点" → ("特点", "种子")."""
+    if not _DESC_Q.search(question):
+        return None
+    m = _DESC_NOUN_RE.search(question)
+    if not m:
+        return None
+    before = _WH_RE.sub("", question[: m.start()])
+    before = re.sub(r"(?:的|之|是|有|为|主要|样)+$", "", before)
+    head = re.split(r"[的之，,、\s]", before)[-1]
+    if 1 <= len(head) <= 4 and not re.search(r"[是有在了]", head):
+        return m.group(), head
+    toks = [
+        t for t in _cut(before) if re.fullmatch(r"[\u4e00-\u9fffA-Za-z0-9]+", t) and t not in _STOP
+    ]
+    return (m.group(), toks[-1]) if toks else (m.group(), "")
 
 
 def _boost_focus(question: str, weights: dict[str, float]) -> None:
@@ -594,7 +739,7 @@ def _term_match(term: _Term, text: str) -> float:
         bg = _bigrams(t)
         hit = sum(1 for b in bg if b in text)
         return 0.7 * hit / len(bg)
-    if len(t) == 2 and re.fullmatch(r"[\u4e00-\u9fff]{2}", t):
+    if len(t) == 2 and "\u4e00" <= t[0] <= "\u9fff" and "\u4e00" <= t[1] <= "\u9fff":
         hit = sum(1 for c in t if c in text)
         return 0.2 * hit / 2
     return 0.0
@@ -616,7 +761,8 @@ _OPEN = "（(《“「【[‘"
 _CLOSE = "）)》”」】]’"
 
 
-def _split_sentences(text: str) -> list[tuple[int, int]]:
+@lru_cache(maxsize=1024)
+def _split_sentences(text: str) -> tuple[tuple[int, int], ...]:
     """Sentence boundaries, never splitting inside brackets or quotes."""
     out, start, depth = [], 0, 0
     for i, ch in enumerate(text):
@@ -632,7 +778,7 @@ def _split_sentences(text: str) -> list[tuple[int, int]]:
             start = i + 1
     if start < len(text):
         out.append((start, len(text)))
-    return [(s, e) for s, e in out if text[s:e].strip()]
+    return tuple((s, e) for s, e in out if text[s:e].strip())
 
 
 def _split_clauses(text: str, s0: int, e0: int) -> list[tuple[int, int]]:
@@ -662,6 +808,181 @@ def _trim(text: str, s: int, e: int) -> tuple[int, int]:
     return s, e
 
 
+# --------------------------------------------------------------------------- alignment
+
+# Wh-phrases: where the answer stands in the question ("生命数耗完即算为什么" ↔ "…即算为踢爆").
+_WH_RE = re.compile(
+    r"什么时候|什么时间|什么地方|(?<![称之作成视认改名译即算封定列选命])为什么|什么样的?|什么|啥时候|啥地方|啥"
+    r"|为何|为啥|如何|怎么样|怎样|怎么"
+    r"|何时|何处|何地|何人|何种|何谓|多少钱|多少|多大|多高|多长|多久|多远|多重|多快|谁|在哪里|在哪儿|在哪"
+    r"|哪里|哪儿|哪一?[天年月日家个款只位些种部所类条座国省市]|哪几[个家种类项只位条样座]?|哪"
+    r"|几[个家只位次倍成岁年天名人条项款台辆套吨号月日座种]?"
+)
+_Q_PUNCT_RE = re.compile(r"[\s，。？！、；：,.?!;:“”‘’\"'（）()《》<>【】\[\]…—·]+")
+_TAIL_PARTICLES = re.compile(r"(?:的|了|呢|吗|吧|啊|呀|嘛|来着|[\s？?。！!，,])*$")
+_SENT_FINAL = "。！？!?"
+
+
+_DEF_FIRST_RE = re.compile(r"^(?:什么是|啥是|何谓|何为)(.+?)[？?。\s]*$")
+
+
+_DEF_RE = re.compile(
+    r"^(.{2,16}?)(?:的定义|的意思|指的?|是指|又称之?为?|也称|也叫|又叫|又名|别名|别称|简称|全称)?"
+    r"(?:是|为)?(?:什么|啥)(?:意思)?[？?。\s]*$"
+)
+
+
+@dataclass(frozen=True)
+class _QShape:
+    """The question as text to align with a passage sentence.
+
+    ``segs``: the question's pieces between wh-words and punctuation (for character
+    coverage); ``left``/``right``: candidate ends of the text before the wh-phrase and
+    starts of the text after it, each with a quality (longer, exact pieces are better).
+    """
+
+    segs: tuple[str, ...]
+    total: int
+    left: tuple[tuple[str, float], ...]
+    right: tuple[tuple[str, float], ...]
+    topic: str = ""  # what a description question is about: answers start with it
+
+
+@lru_cache(maxsize=2048)
+def _qshape(question: str) -> _QShape:
+    q = question.strip()
+    # "什么是X" / "何谓X" asks what "X是…" says
+    d = _DEF_FIRST_RE.match(q)
+    if d:
+        q = d.group(1) + "是什么"
+    focus = _desc_focus(question)
+    bare = _WH_RE.sub(" ", q)
+    if focus:
+        bare = bare.replace(focus[0], " ")
+    segs = tuple(x for x in _Q_PUNCT_RE.split(bare) if len(x) >= 2)
+    total = sum(len(x) for x in segs)
+    m = _WH_RE.search(q)
+    left: list[tuple[str, float]] = []
+    right: list[tuple[str, float]] = []
+    if m:
+        lq = _Q_PUNCT_RE.split(q[: m.start()])[-1]
+        rq = _TAIL_PARTICLES.sub("", q[m.end() :])
+        rq = _Q_PUNCT_RE.split(rq)[0] if rq else ""
+        # a piece that is the whole of the question's side is strong evidence even if short
+        for k in range(3):
+            base = lq[: len(lq) - k]
+            for n in range(min(12, len(base)), 1, -1):
+                left.append((base[-n:], n - 1.5 * k + (2.0 if n == len(lq) else 0.0)))
+        for k in range(4):
+            base = rq[k:]
+            for n in range(min(12, len(base)), 1, -1):
+                right.append((base[:n], n - 1.0 * k + (2.0 if n == len(rq) else 0.0)))
+    left.sort(key=lambda x: -x[1])
+    right.sort(key=lambda x: -x[1])
+    topic = focus[1] if focus else ""
+    d = _DEF_RE.match(q)
+    if d and not topic:
+        topic = d.group(1)  # "X是什么", "X又称什么": X's defining sentence starts with X
+    return _QShape(segs, total, tuple(left), tuple(right), topic)
+
+
+def _align_runs(shape: _QShape, sent: str) -> tuple[tuple[int, int], ...]:
+    """Runs ``(offset, length)`` of the question's characters (wh-words aside, offsets into
+    the concatenated ``shape.segs``) covered by common substrings of length ≥ 2 with
+    ``sent``, found greedily left to right, longest first."""
+    runs = []
+    off = 0
+    for seg in shape.segs:
+        i, n = 0, len(seg)
+        while i < n - 1:
+            if seg[i : i + 2] in sent:
+                m = 2
+                while i + m < n and seg[i : i + m + 1] in sent:
+                    m += 1
+                runs.append((off + i, m))
+                i += m
+            else:
+                i += 1
+        off += n
+    return tuple(runs)
+
+
+def _align_weights(runs: Sequence[tuple[int, int]], cw: Sequence[float]) -> list[float]:
+    """Per question character: how well ``runs`` cover it (long common substrings count
+    fully, bigrams partly), times ``cw`` (characters that most sentences share count less)."""
+    out = [0.0] * len(cw)
+    for i, m in runs:
+        w = min(1.0, 0.2 + 0.2 * m)
+        for k in range(i, i + m):
+            out[k] = w * cw[k]
+    return out
+
+
+def _align_score(runs: Sequence[tuple[int, int]], cw: Sequence[float], total: float) -> float:
+    """Weighted share of the question covered by ``runs``."""
+    if total <= 0:
+        return 0.0
+    return sum(_align_weights(runs, cw)) / total
+
+
+def _align(shape: _QShape, sent: str) -> float:
+    """Character-level alignment of the question with ``sent`` in [0, 1] (unweighted)."""
+    return _align_score(_align_runs(shape, sent), [1.0] * shape.total, float(shape.total))
+
+
+def _anchor_hits(pieces: Sequence[tuple[str, float]], text: str, at_end: bool) -> dict[int, float]:
+    """Positions in ``text`` where a question piece ends (``at_end``) or starts, with the
+    best quality of a piece found there."""
+    out: dict[int, float] = {}
+    for piece, qual in pieces:
+        if qual < 2:
+            continue
+        i = text.find(piece)
+        while i >= 0:
+            pos = i + len(piece) if at_end else i
+            if qual > out.get(pos, 0.0):
+                out[pos] = qual
+            i = text.find(piece, i + 1)
+    return out
+
+
+_CLAUSE_BREAK = set("，,：:；;。！？!?\n")
+
+
+def _wh_span(
+    text: str, ss: int, se: int, lhits: dict[int, float], rhits: dict[int, float]
+) -> tuple[int, int, float] | None:
+    """The part of sentence ``text[ss:se]`` that stands where the question has its wh-phrase:
+    between the best match of the question's left part and of its right part (or from the
+    left match to the clause end / from the clause start to the right match)."""
+    ls = [(p, q) for p, q in lhits.items() if ss <= p < se]
+    rs = [(p, q) for p, q in rhits.items() if ss < p <= se]
+    best: tuple[float, int, int] | None = None
+    for lp, lq in ls:
+        for rp, rq in rs:
+            if 1 <= rp - lp <= 60 and not any(text[k] in "。！？!?；;" for k in range(lp, rp)):
+                sc = lq + rq
+                if best is None or sc > best[0]:
+                    best = (sc, lp, rp)
+        e = lp
+        while e < se and text[e] not in _CLAUSE_BREAK:
+            e += 1
+        if e - lp >= 1 and (best is None or lq > best[0]):
+            best = (lq, lp, e)
+    for rp, rq in rs:
+        b = rp
+        while b > ss and text[b - 1] not in _CLAUSE_BREAK:
+            b -= 1
+        if rp - b >= 1 and (best is None or rq > best[0]):
+            best = (rq, b, rp)
+    if best is None:
+        return None
+    a, b = _trim(text, best[1], best[2])
+    if b <= a:
+        return None
+    return a, b, min(1.0, best[0] / 8.0)
+
+
 # --------------------------------------------------------------------------- extraction
 
 
@@ -674,6 +995,21 @@ class _Cand:
     span: Span | None
     coverage: float
     prox: float
+    align: float = 0.0
+
+
+# Scoring weights (tuned on CMRC trial / finews dev samples; see the module docstring).
+_RANK_PEN = 0.1  # passage weight lost per retrieval rank: the top passage is usually right
+_W_ALIGN = 2.5  # character-level alignment of the question with the sentence
+_W_TOPIC = 0.3  # alignment bonus: the sentence starts with what the question is about
+_NOSPAN_PEN = 0.3  # entity/place question, no typed nor wh span in the window
+_W_ELSEWHERE = 0.4  # question words found elsewhere in the passage count this much
+_PAIR_TYPES = (QType.REASON,)  # types that may answer with the sentence and a neighbour
+_WH_BASE = 0.1  # fit of the wh-slot span: base + gain * match quality
+_WH_GAIN = 0.6
+# confidence = _C0 + fit + span + proximity + margin over the runner-up sentence
+_C0, _C_FIT, _C_SPAN, _C_PROX, _C_MARGIN = 0.05, 0.45, 0.1, 0.05, 0.45
+_C_MSCALE = 2.0  # score margin that counts as fully clear
 
 
 def _passage_weights(passages: Sequence[ScoredChunk]) -> list[float]:
@@ -682,7 +1018,7 @@ def _passage_weights(passages: Sequence[ScoredChunk]) -> list[float]:
     out = []
     for rank, sc in enumerate(scores):
         rel = sc / top if top > 0 else 1.0
-        out.append(max(0.5, 0.75 + 0.25 * rel - 0.03 * rank))
+        out.append(max(0.5, 0.75 + 0.25 * rel - _RANK_PEN * rank))
     return out
 
 
@@ -769,6 +1105,20 @@ def _windows(
     return out
 
 
+def _sentence_end(text: str, we: int, ws: int, max_chars: int) -> int:
+    """Extend a window that stops right before the sentence-final mark to include it
+    (gold answers quote whole sentences with their "。")."""
+    if we < len(text) and text[we] in _SENT_FINAL and we + 1 - ws <= max_chars:
+        return we + 1
+    return we
+
+
+def _subject_penalised(g: str, qterms: Sequence[str]) -> bool:
+    """A name that contains one of the question's own content words is usually the subject
+    the question is about ("加拿大…哪家公司" → not "加拿大年金计划委员会")."""
+    return any(t in g for t in qterms)
+
+
 def extract_answer(
     question: str,
     passages: Sequence[ScoredChunk],
@@ -779,33 +1129,113 @@ def extract_answer(
 ) -> Extraction | None:
     """The best short verbatim answer to ``question`` from the top ``passages``, or None.
 
-    ``confidence`` mixes how much of the question's content is found around the chosen
-    clause with whether a span of the wanted type was found there; callers combine it
-    with retrieval scores to decide whether to abstain.
+    Every sentence is scored by how much of the question it repeats (content terms, and
+    character-level alignment with the question's wording), by the span standing where the
+    question has its wh-phrase, by a typed span of the wanted kind and by the passage's
+    retrieval rank. Short types (figures, dates, names, places) return the clause(s) with
+    the span; the others return the full sentence (both within ``max_chars``).
+
+    ``confidence`` in [0, 1]: how much of the question is found around the answer and
+    whether the answer slot was found; unrelated passages get low values.
     """
     passages = list(passages)[:top_k]
     if not passages or not question.strip():
         return None
     qtype = classify_question(question)
+    short = qtype.value in _SHORT_TYPES
     terms = _terms(question)
+    shape = _qshape(question)
     idf = _idf_weights(terms, passages)
     total_w = sum(idf.values()) or 1.0
     raw_total = sum(t.weight for t in terms) or 1.0
+    qterms = [t.text for t in terms if t.pattern is None and len(t.text) >= 2]
     sub = _entity_subkind(question) if qtype is QType.ENTITY else ""
     unit = _unit_hint(question) if qtype is QType.NUMBER else None
     pweights = _passage_weights(passages)
-    # a figure, date or name wants the tightest clause; lists and reasons need room
-    len_rate = 0.9 if qtype in (QType.NUMBER, QType.DATE, QType.ENTITY) else 0.5
+    # a figure, date or name wants the tightest clause; statements are returned whole
+    len_rate = 0.9 if short else 0.15
+    typed = qtype in _DETECTORS
+
+    # character alignment of every sentence; characters of the question found in most
+    # sentences (the shared topic) count less than those that single out the statement
+    sent_lists = [_split_sentences(sc.chunk.text) for sc in passages]
+    runs_by = [
+        [_align_runs(shape, sc.chunk.text[a:b]) for a, b in sl]
+        for sc, sl in zip(passages, sent_lists, strict=True)
+    ]
+    n_sent = sum(len(x) for x in sent_lists)
+    cw = [1.0] * shape.total
+    if n_sent >= 3:
+        df = [0] * shape.total
+        for rl in runs_by:
+            for runs in rl:
+                for i, m in runs:
+                    for k in range(i, i + m):
+                        df[k] += 1
+        cw = [1.0 - 0.7 * d / n_sent for d in df]
+    cw_total = sum(cw)
+    aligned = [[_align_weights(r, cw) for r in rl] for rl in runs_by]
+    pmax = [
+        [max(col) for col in zip(*al, strict=True)] if al else [0.0] * shape.total for al in aligned
+    ]
 
     best: _Cand | None = None
+    best_key = (-1, -1)
+    sent_best: dict[tuple[int, int], float] = {}  # best window score per sentence
     for pidx, sc in enumerate(passages):
         text = sc.chunk.text
         if not text.strip():
             continue
+        pw = pweights[pidx]
         title = sc.chunk.title or ""
         title_m = {t.text: _term_match(t, title) for t in terms}
         passage_m = {t.text: _term_match(t, text) for t in terms}
-        sentences = _split_sentences(text)
+        lhits = _anchor_hits(shape.left, text, True)
+        rhits = _anchor_hits(shape.right, text, False)
+        sentences = sent_lists[pidx]
+        cache: dict[int, tuple[list[Span], set[tuple[int, int]], list[tuple[int, int, str]]]] = {}
+
+        def sent_spans(
+            si: int, text=text, sentences=sentences, lhits=lhits, rhits=rhits, cache=cache
+        ):
+            """Typed spans (and the wh-slot span) of sentence ``si``, the spans that
+            repeat the question's subject, and the question terms' occurrences."""
+            if si in cache:
+                return cache[si]
+            ss, se = sentences[si]
+            sent = text[ss:se]
+            wh = _wh_span(text, ss, se, lhits, rhits)
+            spans: list[Span] = []
+            subj: set[tuple[int, int]] = set()
+            if typed:
+                for sp in find_spans(sent, qtype):
+                    g = sent[sp.start : sp.end]
+                    if _is_in_question(g, question):
+                        continue
+                    strength = sp.strength
+                    if wh is not None and ss + sp.start < wh[1] and ss + sp.end > wh[0]:
+                        strength += 0.4 * wh[2]
+                    # (a full name asked for contains the short name the question uses)
+                    if qtype is QType.ENTITY and sub != "name" and _subject_penalised(g, qterms):
+                        subj.add((ss + sp.start, ss + sp.end))
+                    spans.append(Span(ss + sp.start, ss + sp.end, sp.kind, strength, sp.sub))
+            if wh is not None:
+                if qtype in (QType.NUMBER, QType.DATE):
+                    strength = 0.1 + 0.3 * wh[2]
+                else:
+                    strength = _WH_BASE + _WH_GAIN * wh[2]
+                if short and _subject_penalised(text[wh[0] : wh[1]], qterms):
+                    strength *= 0.6
+                spans.append(Span(wh[0], wh[1], qtype, strength, "wh"))
+            occ = [
+                (ss + p, len(t.text), t.text)
+                for t in terms
+                if t.pattern is None and len(t.text) >= 2
+                for p in _term_positions(t.text, sent)
+            ]
+            cache[si] = (spans, subj, occ)
+            return cache[si]
+
         for si, (ss, se) in enumerate(sentences):
             sent = text[ss:se]
             sent_m = {t.text: _term_match(t, sent) for t in terms}
@@ -813,24 +1243,46 @@ def extract_answer(
             ns = sentences[max(0, si - 1)][0]
             ne = sentences[min(len(sentences) - 1, si + 1)][1]
             near_m = {t.text: _term_match(t, text[ns:ne]) for t in terms}
-            spans = []
-            if qtype is not QType.OTHER:
-                for sp in find_spans(sent, qtype):
-                    if not _is_in_question(sent[sp.start : sp.end], question):
-                        spans.append(Span(ss + sp.start, ss + sp.end, sp.kind, sp.strength, sp.sub))
-            occ = [
-                (ss + p, len(t.text), t.text)
-                for t in terms
-                if t.pattern is None and len(t.text) >= 2
-                for p in _term_positions(t.text, sent)
-            ]
-            clauses = _split_clauses(text, ss, se)
-            for ws, we in _windows(text, clauses, max_chars, spans):
+            # words of the question said elsewhere in the passage (often its subject, left
+            # implicit in later sentences) count partly
+            aw = aligned[pidx][si]
+            align = (
+                sum(aw)
+                + _W_ELSEWHERE * sum(max(0.0, p - a) for p, a in zip(pmax[pidx], aw, strict=True))
+            ) / (cw_total or 1.0)
+            if shape.topic:
+                ts, _ = _trim(text, ss, se)
+                if text.startswith(shape.topic, ts):
+                    align += _W_TOPIC
+                elif shape.topic not in sent:
+                    align *= 0.6
+            spans, subj, occ = sent_spans(si)
+            if not short and se - ss <= max_chars + 1:
+                windows = [_trim(text, ss, se)]
+                if qtype in _PAIR_TYPES:
+                    # the cause is often told in the sentence before or after the one that
+                    # restates the question
+                    for sj in (si - 1, si + 1):
+                        if 0 <= sj < len(sentences):
+                            cs, ce = _trim(
+                                text, min(ss, sentences[sj][0]), max(se, sentences[sj][1])
+                            )
+                            if ce - cs <= max_chars:
+                                windows.append((cs, ce))
+                                more = sent_spans(sj)
+                                spans = spans + more[0]
+                                subj = subj | more[1]
+                                occ = occ + more[2]
+            else:
+                windows = _windows(text, _split_clauses(text, ss, se), max_chars, spans)
+            for ws, we in windows:
                 wtext = text[ws:we]
                 cov_w = 0.0
                 cov_ctx = 0.0
+                inner = ss <= ws and we <= se
                 for t in terms:
-                    local = _term_match(t, wtext)
+                    # a window inside the sentence holds nothing of a term the sentence lacks
+                    local = 0.0 if inner and not sent_m[t.text] else _term_match(t, wtext)
                     rest = max(
                         0.55 * sent_m[t.text],
                         0.35 * near_m[t.text],
@@ -849,13 +1301,24 @@ def extract_answer(
                 ctx_cov = cov_ctx / raw_total
                 win_occ = [o for o in occ if ws <= o[0] and o[0] + o[1] <= we]
                 best_span, best_fit, best_prox = None, 0.0, 0.0
-                for sp in spans:
-                    if sp.start < ws or sp.end > we:
-                        continue
-                    fit = _span_fit(sp, qtype, question, text, sub, unit)
+                inside = [sp for sp in spans if ws <= sp.start and sp.end <= we]
+                if qtype in (QType.NUMBER, QType.DATE) and any(sp.sub != "wh" for sp in inside):
+                    # a figure or date question is answered by the figure or date itself
+                    inside = [sp for sp in inside if sp.sub != "wh"]
+                for sp in inside:
+                    if sp.sub == "wh":
+                        fit = sp.strength
+                    else:
+                        fit = _span_fit(sp, qtype, question, text, sub, unit)
+                        if (sp.start, sp.end) in subj:
+                            fit *= 0.45
                     prox = 0.0
-                    if win_occ:
-                        d = min(_distance(text, sp.start, sp.end, p, n) for p, n, _ in win_occ)
+                    occ_sp = win_occ
+                    if (sp.start, sp.end) in subj:
+                        # the question's words inside the span do not point at it
+                        occ_sp = [o for o in win_occ if o[0] + o[1] <= sp.start or o[0] >= sp.end]
+                    if occ_sp:
+                        d = min(_distance(text, sp.start, sp.end, p, n) for p, n, _ in occ_sp)
                         prox = 1.0 / (1.0 + d / 8.0)
                     if fit + 0.5 * prox > best_fit + 0.5 * best_prox:
                         best_span, best_fit, best_prox = sp, fit, prox
@@ -864,12 +1327,18 @@ def extract_answer(
                 rest_len = length - ((best_span.end - best_span.start) if best_span else 0)
                 short_pen = 0.25 if rest_len < 5 else 0.0
                 score = (
-                    pweights[pidx] * (2.0 * coverage + 0.9 * best_fit + 0.5 * best_prox)
+                    pw * (2.0 * coverage + _W_ALIGN * align + 0.9 * best_fit + 0.5 * best_prox)
                     - len_rate * length / 120.0
                     - short_pen
                 )
-                if qtype is not QType.OTHER and best_span is None:
-                    score -= 0.6
+                if typed and best_span is None:
+                    score -= _NOSPAN_PEN if qtype in (QType.ENTITY, QType.LOCATION) else 0.6
+                elif (
+                    qtype in (QType.NUMBER, QType.DATE)
+                    and best_span is not None
+                    and best_span.sub == "wh"
+                ):
+                    score -= 0.45  # a figure or date question wants the figure or date itself
                 if _trace is not None:
                     _trace.append(
                         (
@@ -877,23 +1346,43 @@ def extract_answer(
                             wtext,
                             best_span and text[best_span.start : best_span.end],
                             round(coverage, 2),
+                            round(align, 2),
                             round(best_fit, 2),
                             round(best_prox, 2),
                         )
                     )
+                key = (pidx, si)
+                if score > sent_best.get(key, -1e9):
+                    sent_best[key] = score
                 if best is None or score > best.score + 1e-9:
-                    best = _Cand(score, pidx, ws, we, best_span, ctx_cov, best_prox)
+                    best = _Cand(score, pidx, ws, we, best_span, ctx_cov, best_prox, align)
+                    best_key = key
     if best is None:
         return None
     text = passages[best.pidx].chunk.text
-    a_text = text[best.start : best.end]
+    if short and (best.span is None or best.span.sub == "wh"):
+        # no typed span: the slot is known only by its position, so give the whole statement
+        for ss, se in _split_sentences(text):
+            if ss <= best.start < se:
+                fs, fe = _trim(text, ss, se)
+                if fe - fs <= max_chars and fs <= best.start and best.end <= fe:
+                    best.start, best.end = fs, fe
+                break
+    end = _sentence_end(text, best.end, best.start, max_chars)
+    a_text = text[best.start : end]
     hl = None
     if best.span is not None:
         hl = (best.span.start - best.start, best.span.end - best.start)
-    has_span = 1.0 if best.span is not None else 0.0
-    if qtype is QType.OTHER:
-        has_span = 0.5
-    conf = 0.05 + 0.6 * min(1.0, best.coverage) + 0.2 * has_span + 0.15 * best.prox
+    has_span = 0.0
+    if best.span is not None:
+        has_span = 0.6 if best.span.sub == "wh" else 1.0
+    elif not typed:
+        has_span = 0.4
+    fit = max(min(1.0, best.coverage), best.align)
+    # how clearly the chosen sentence beats the runner-up sentence
+    runner = max((v for k, v in sent_best.items() if k != best_key), default=best.score - 1.0)
+    margin = min(1.0, max(0.0, best.score - runner) / _C_MSCALE)
+    conf = _C0 + _C_FIT * fit + _C_SPAN * has_span + _C_PROX * best.prox + _C_MARGIN * margin
     # a question whose terms barely appear is probably not answered here at all
     if best.coverage < 0.3:
         conf *= 0.6

@@ -499,3 +499,126 @@ def test_dev_set_span_choice() -> None:
     acc = hits / total
     print(f"dev span accuracy: {hits}/{total} = {acc:.1%}")
     assert acc >= 0.8
+
+
+# --------------------------------------------------------------------------- alignment mechanisms
+
+
+def test_classify_location_and_description() -> None:
+    assert classify_question("黑龙江省博物馆在哪？") is QType.LOCATION
+    assert classify_question("苏佩维埃尔出生于哪里？") is QType.LOCATION
+    assert classify_question("玉山箭竹的原产地在哪里？") is QType.LOCATION
+    assert classify_question("夜来香的种子有什么特点？") is QType.DESCRIPTION
+    assert classify_question("昌昌内的十个城堡的用途是什么？") is QType.DESCRIPTION
+    assert classify_question("弗里西亚群岛是怎么形成的？") is QType.DESCRIPTION
+    # "称之为什么" asks for a name, not a reason
+    assert classify_question("阿閦佛又称之为什么？") is QType.ENTITY
+
+
+def test_answer_includes_sentence_final_punctuation() -> None:
+    passages = [
+        _chunk("游戏中玩家一开始有三条生命。生命数耗完即算为踢爆。之后需要从第一关重新开始。", 0)
+    ]
+    ex = extract_answer("生命数耗完即算为什么？", passages)
+    assert ex is not None
+    assert ex.text == "生命数耗完即算为踢爆。"
+    # never beyond max_chars for the sake of the stop
+    ex = extract_answer("生命数耗完即算为什么？", passages, max_chars=10)
+    assert ex is not None and len(ex.text) <= 10
+
+
+def test_description_question_returns_full_sentence() -> None:
+    passages = [
+        _chunk(
+            "昌昌是奇穆王国的首都，位于秘鲁北部。城市由十个设有护城墙的城堡组成，"
+            "这些城堡用作礼仪、葬礼、庙宇、贮水及居住用途。城堡的墙壁上装饰着浮雕。",
+            0,
+        )
+    ]
+    ex = extract_answer("昌昌内的十个城堡的用途是什么？", passages)
+    assert ex is not None
+    assert ex.qtype is QType.DESCRIPTION
+    assert (
+        ex.text == "城市由十个设有护城墙的城堡组成，这些城堡用作礼仪、葬礼、庙宇、贮水及居住用途。"
+    )
+
+
+def test_description_prefers_sentence_about_the_asked_part() -> None:
+    passages = [
+        _chunk(
+            "夜来香是萝藦科夜来香属的植物，别名夜香花。夜来香的花冠裂片5，黄绿色，有清香气。"
+            "种子宽卵形，顶端具白色绢质种毛。",
+            0,
+        )
+    ]
+    ex = extract_answer("夜来香的种子有什么特点？", passages)
+    assert ex is not None
+    assert ex.text == "种子宽卵形，顶端具白色绢质种毛。"
+
+
+def test_wh_alignment_picks_span_between_left_and_right() -> None:
+    passages = [
+        _chunk("魏绛是晋国的卿。平公即位后魏绛引退，由其子魏舒担任魏氏领袖。魏舒后来成为正卿。", 0)
+    ]
+    ex = extract_answer("魏绛在平公即位后引退，谁担任魏氏领袖？", passages)
+    assert ex is not None
+    assert "魏舒担任魏氏领袖" in ex.text
+    assert "魏舒" in _hl(ex) and "领袖" not in _hl(ex)
+    # right part empty: the slot runs from the matched left part to the clause end
+    passages = [
+        _chunk("游戏中玩家一开始有三条生命。生命数耗完即算为踢爆，需要从第一关重新开始。", 0)
+    ]
+    ex = extract_answer("生命数耗完即算为什么？", passages)
+    assert ex is not None and _hl(ex) == "踢爆"
+
+
+def test_entity_span_repeating_the_question_subject_is_penalised() -> None:
+    passages = [
+        _chunk(
+            "近日，加拿大年金计划委员会披露最新财报，共190家中国企业现身其投资组合。"
+            "按市值计算，该机构持有最多的中国股票为腾讯控股。",
+            0,
+        )
+    ]
+    ex = extract_answer("加拿大养老金在中国市场押得最重的是哪家公司", passages)
+    assert ex is not None
+    assert _hl(ex) == "腾讯控股"
+    assert "年金计划委员会" not in ex.text
+
+
+def test_location_question_returns_place_clause() -> None:
+    passages = [
+        _chunk(
+            "黑龙江省博物馆始建于1904年，原为莫斯科商场。"
+            "黑龙江省博物馆是中国省级综合性博物馆，位于黑龙江省哈尔滨市红军街50号。",
+            0,
+        )
+    ]
+    ex = extract_answer("黑龙江省博物馆在哪？", passages)
+    assert ex is not None
+    assert ex.qtype is QType.LOCATION
+    assert "位于黑龙江省哈尔滨市红军街50号" in ex.text
+    assert _hl(ex).startswith("位于")
+    text = "苏佩维埃尔是法国诗人。苏佩维埃尔生于乌拉圭蒙得维的亚，幼年父母双亡。"
+    ex = extract_answer("苏佩维埃尔出生于哪里？", [_chunk(text, 0)])
+    assert ex is not None and "乌拉圭蒙得维的亚" in ex.text
+
+
+def test_top_passage_preferred_over_lower_ranked_lookalike() -> None:
+    passages = [
+        _chunk("路口镇位于湖南省长沙县东北部，辖8个村、2个社区。", 0, score=0.9),
+        _chunk("路口乡位于湖北省，辖5个村。", 1, score=0.5),
+    ]
+    ex = extract_answer("路口镇管辖下有几个村？", passages)
+    assert ex is not None and ex.passage_index == 0 and "8个村" in ex.text
+
+
+def test_coarse_date_spans() -> None:
+    for text, want in [
+        ("正德五年（1510年）十月，刘六、刘七在霸州起义", "正德五年（1510年）十月"),
+        ("花期为3-8月，盛花期为夏季", "夏季"),
+        ("此书写成于二十世纪初期", "二十世纪初期"),
+    ]:
+        assert want in _texts(date_spans(text), text)
+    # a count of years is not a date
+    assert _texts(date_spans("已连续12年位列全球首位"), "已连续12年位列全球首位") == []
