@@ -22,8 +22,8 @@ from .config import DEFAULT_MODEL, Settings
 from .embedding import Embedder
 from .followup import ConversationMemory
 from .ingest import load_corpus
+from .lexical import QUESTION_STOPWORDS, build_lexical, load_lexical
 from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
-from .lexical import build_lexical, load_lexical
 from .retrieval import HybridRetriever, RetrievalConfig
 from .sentences import FORMAT as SENTENCE_FORMAT
 from .sentences import SentenceVectors, build_sentence_vectors
@@ -41,7 +41,15 @@ class AbstainPolicy:
     which separate unanswerable questions far better than raw cosine similarity.
     """
 
-    min_confidence: float = 0.35
+    min_confidence: float = 0.2
+    # a question none of whose content words occur in the top passages is about
+    # something the archive does not cover, unless the extractor is quite sure
+    off_topic_confidence: float = 0.5
+
+    def abstains(self, confidence: float, off_topic: bool) -> bool:
+        return confidence < self.min_confidence or (
+            off_topic and confidence < self.off_topic_confidence
+        )
 
 
 @dataclass
@@ -196,7 +204,9 @@ class QAService:
         t2 = time.perf_counter()
         extraction = extract_answer(resolved, hits[:5]) if hits else None
         t3 = time.perf_counter()
-        abstained = extraction is None or extraction.confidence < self.abstain.min_confidence
+        abstained = extraction is None or self.abstain.abstains(
+            extraction.confidence, self._off_topic(loaded.retriever, resolved, hits[:3])
+        )
         sources = [
             Source(h.chunk.article_path, h.chunk.title, h.chunk.date, h.chunk.url, h.chunk.text, h.score)
             for h in hits
@@ -224,6 +234,19 @@ class QAService:
                 conversation, resolved, top.title if top else None, self._topic_terms(resolved)
             )
         return answer
+
+    @staticmethod
+    def _off_topic(retriever: HybridRetriever, question: str, hits: list[ScoredChunk]) -> bool:
+        """True when no content word of the question occurs in the top passages."""
+        if retriever.lexical is None:
+            return False
+        words = [
+            w.lower()
+            for w in retriever.lexical.tokenizer.words(question)
+            if len(w) >= 2 and w not in QUESTION_STOPWORDS
+        ]
+        text = "".join(h.chunk.embed_text for h in hits).lower()
+        return bool(words) and not any(w in text for w in words)
 
     def _topic_terms(self, question: str) -> list[str]:
         lexical = self._current().retriever.lexical
