@@ -241,9 +241,12 @@ def index_verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def _ensure_index(service: QAService, as_json: bool) -> None:
-    if not service.has_index():
-        err.print("no index yet: building it from the corpus (once)…")
-        report, skipped = _progress_update(service, full=True)
+    if not service.index_is_current():
+        if service.has_index():
+            err.print("the index was written by another version: updating it (cached vectors are reused)…")
+        else:
+            err.print("no index yet: building it from the corpus (once)…")
+        report, skipped = _progress_update(service, full=not service.has_index())
         for sk in skipped:
             err.print(f"[yellow]skipped[/] {escape(sk.path)}: {escape(sk.reason)}")
         err.print(f"indexed {report.total_articles} articles, {report.total_chunks} chunks")

@@ -121,6 +121,14 @@ class IndexCorrupt(IndexProblem):
         super().__init__(f"index file {path} is damaged ({reason}): {BUILD_HINT}")
 
 
+class IndexOutdated(IndexProblem):
+    def __init__(self, index_dir: Path) -> None:
+        super().__init__(
+            f"the index in {index_dir} was written by another version of qa-bot: "
+            "run `qa-bot index update` (cached vectors are reused)"
+        )
+
+
 class ModelMismatch(IndexProblem):
     def __init__(
         self, index_dir: Path, index_model: str, index_dim: int, model: str | None, dim: int | None

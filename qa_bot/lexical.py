@@ -51,13 +51,25 @@ def _is_token(tok: str) -> bool:
 
 
 class ChineseTokenizer:
-    """A jieba tokenizer of its own (no process-global dictionary state)."""
+    """jieba segmentation with the corpus's user words.
 
-    def __init__(self, user_words: Iterable[str] = (), user_dict_file: Path | None = None) -> None:
+    By default it shares jieba's process-wide tokenizer, which the answer extractor also
+    uses: loading jieba's dictionary costs about a second, and the words added here only
+    ever grow (see module docstring), so sharing them keeps both segmentations alike.
+    ``private=True`` gives an isolated tokenizer (tests).
+    """
+
+    def __init__(
+        self,
+        user_words: Iterable[str] = (),
+        user_dict_file: Path | None = None,
+        *,
+        private: bool = False,
+    ) -> None:
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
-        self._jieba = jieba.Tokenizer()
+        self._jieba = jieba.Tokenizer() if private else jieba.dt
         self._jieba.initialize()
         self.user_words: set[str] = set()
         if user_dict_file is not None:
@@ -101,6 +113,8 @@ def derive_user_words(chunks: Sequence[Chunk], tokenizer: ChineseTokenizer) -> s
             if len(seg) < 3:
                 continue
             words = tokenizer.words(seg)
+            # a compound already added (by this or an earlier generation) is one word now
+            found.update(w for w in words if w in tokenizer.user_words and w in body)
             for n in (2, 3):
                 for i in range(len(words) - n + 1):
                     cand = "".join(words[i : i + n])

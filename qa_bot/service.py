@@ -142,12 +142,24 @@ class QAService:
             progress=progress,
             artifacts=artifacts,
             # artifacts are derived from chunks too: a new format means a new generation
-            chunker_version=f"{CHUNKER_VERSION}+lex{LEXICAL_VERSION}+sent{SENTENCE_FORMAT}",
+            chunker_version=self.layout_version(),
         )
         return report, skipped
 
+    @staticmethod
+    def layout_version() -> str:
+        """Chunker and artifact formats: an index of another layout must be updated."""
+        return f"{CHUNKER_VERSION}+lex{LEXICAL_VERSION}+sent{SENTENCE_FORMAT}"
+
     def has_index(self) -> bool:
         return index_mod.published_generation(self.settings.index_dir) is not None
+
+    def index_is_current(self) -> bool:
+        """An index exists and was written by this version's chunker and artifacts."""
+        if not self.has_index():
+            return False
+        stats = index_mod.index_stats(self.settings.index_dir)
+        return stats.get("chunker_version") == self.layout_version()
 
     def _current(self) -> _Loaded:
         try:
@@ -170,15 +182,17 @@ class QAService:
             snapshot = index_mod.open_index(
                 self.settings.index_dir, model=self.model_name, dim=getattr(encoder, "dim", None)
             )
-            lexical = load_lexical(snapshot.dir, user_dict_file=self.settings.user_dict)
+            if snapshot.manifest.chunker_version != self.layout_version():
+                raise index_mod.IndexOutdated(self.settings.index_dir)
+            try:
+                lexical = load_lexical(snapshot.dir, user_dict_file=self.settings.user_dict)
+                sentences = SentenceVectors(snapshot.dir)
+            except (OSError, ValueError, KeyError) as e:
+                # checksums passed, so this is a layout problem, not a damaged file
+                raise index_mod.IndexCorrupt(snapshot.dir, str(e)) from e
             chunks_by_id = {c.chunk_id: c for c in snapshot.all_chunks()}
             retriever = HybridRetriever(
-                snapshot,
-                lexical,
-                encoder,
-                chunks_by_id,
-                self.retrieval_config,
-                sentences=SentenceVectors(snapshot.dir),
+                snapshot, lexical, encoder, chunks_by_id, self.retrieval_config, sentences=sentences
             )
             if self._loaded is not None:
                 log.info("index generation %s loaded (was %s)", snapshot.generation, self._loaded.generation)
