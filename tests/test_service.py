@@ -127,3 +127,22 @@ def test_sentence_scores_reach_the_hits(service: QAService) -> None:
     assert hits[0].sentences is not None
     spans = hits[0].sentences.spans  # type: ignore[attr-defined]
     assert any("138亩" in hits[0].chunk.text[a:b] for a, b in spans)
+
+
+def test_index_of_another_layout_is_refused_then_updated(service: QAService) -> None:
+    import json
+
+    from qa_bot.index import IndexOutdated
+
+    manifest = service.settings.index_dir / "MANIFEST.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["chunker_version"] = "0+old"
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    fresh = QAService(service.settings, embedder=service.embedder, query_encoder=service.query_encoder)
+    assert not fresh.index_is_current()
+    with pytest.raises(IndexOutdated, match="index update"):
+        fresh.ask("算力小镇投资多少")
+    report, _ = fresh.update()
+    assert report.published and report.embedded_chunks == 0
+    assert fresh.index_is_current()
+    assert "30.67亿元" in (fresh.ask("算力小镇投资多少").answer or "")
