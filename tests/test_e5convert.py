@@ -104,12 +104,9 @@ TEXTS = [
 
 
 @pytest.fixture(scope="session")
-def e5_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env = os.environ.get("QA_BOT_TEST_CACHE")
-    if env:
-        Path(env).mkdir(parents=True, exist_ok=True)
-        return Path(env)
-    return tmp_path_factory.mktemp("e5cache")
+def e5_cache(model_cache: Path) -> Path:
+    # one conversion per test session, shared with the CLI tests (see conftest.py)
+    return model_cache
 
 
 @pytest.fixture(scope="session")
