@@ -434,6 +434,17 @@ class IndexSnapshot:
         )
         return [_row_chunk(r) for r in rows]
 
+    def chunks_by_ids(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
+        """The chunks with these ids (unknown ids are left out)."""
+        res: dict[str, Chunk] = {}
+        for i in range(0, len(chunk_ids), _SQL_VARS):
+            part = list(chunk_ids[i : i + _SQL_VARS])
+            marks = ",".join("?" * len(part))
+            for r in self._query(f"SELECT {_CHUNK_COLS} FROM chunks WHERE chunk_id IN ({marks})", part):
+                c = _row_chunk(r)
+                res[c.chunk_id] = c
+        return res
+
     def all_chunks(self) -> list[Chunk]:
         """Every chunk, in the generation's stable order (the order the artifacts hook saw)."""
         return [

@@ -9,7 +9,7 @@ fusion (``fusion="rrf"``), see README "Answer quality".
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -55,11 +55,16 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def collapse_duplicates(hits: Sequence[ScoredChunk], threshold: float) -> list[ScoredChunk]:
-    """Keep the best of each group of near-identical passages (same story, two outlets)."""
+def collapse_duplicates(
+    hits: Sequence[ScoredChunk], threshold: float, limit: int | None = None
+) -> list[ScoredChunk]:
+    """Keep the best of each group of near-identical passages (same story, two outlets),
+    stopping once ``limit`` are kept."""
     kept: list[ScoredChunk] = []
     grams: list[set[str]] = []
     for h in hits:
+        if limit is not None and len(kept) >= limit:
+            break
         g = _bigrams(h.chunk.text)
         if any(jaccard(g, other) >= threshold for other in grams):
             continue
@@ -85,14 +90,19 @@ class HybridRetriever:
         dense: DenseSearcher,
         lexical: LexicalIndex | None,
         encoder: QueryEncoder,
-        chunks_by_id: dict[str, Chunk],
+        chunks_by_id: Mapping[str, Chunk] | Callable[[list[str]], dict[str, Chunk]],
         config: RetrievalConfig | None = None,
         sentences: SentenceVectors | None = None,
     ) -> None:
         self.dense = dense
         self.lexical = lexical
         self.encoder = encoder
-        self.chunks_by_id = chunks_by_id
+        # a mapping, or a loader: a 100k-chunk index is not read into memory at start-up
+        self._lookup = (
+            chunks_by_id
+            if callable(chunks_by_id)
+            else (lambda ids, m=chunks_by_id: {i: m[i] for i in ids if i in m})
+        )
         self.config = config or RetrievalConfig()
         self.sentences = sentences
 
@@ -108,15 +118,13 @@ class HybridRetriever:
             scores, _ = self.lexical.scores(question)
             if scores.size and float(scores.max()) > 0:
                 n = min(cfg.candidates, scores.size)
-                top = np.argpartition(-scores, n - 1)[:n]
-                for i in top:
-                    if scores[i] <= 0:
-                        continue
-                    cid = self.lexical.chunk_ids[int(i)]
-                    chunk = self.chunks_by_id.get(cid)
-                    if chunk is not None:
+                top = [int(i) for i in np.argpartition(-scores, n - 1)[:n] if scores[i] > 0]
+                ids = [self.lexical.chunk_ids[i] for i in top]
+                missing = [cid for cid in ids if cid not in chunks]
+                chunks.update(self._lookup(missing) if missing else {})
+                for i, cid in zip(top, ids, strict=True):
+                    if cid in chunks:
                         lexical[cid] = float(scores[i])
-                        chunks[cid] = chunk
 
         fused = self._fuse(dense, lexical)
         if RECENT_CUES.search(question):
@@ -127,7 +135,7 @@ class HybridRetriever:
         ]
         if self.sentences is not None and cfg.sentence_weight > 0:
             hits = self._rerank_by_sentence(hits[: max(cfg.rerank, k)], np.asarray(qvec).reshape(-1))
-        return collapse_duplicates(hits, cfg.dedup_threshold)[:k]
+        return collapse_duplicates(hits, cfg.dedup_threshold, k)
 
     def _rerank_by_sentence(self, hits: list[ScoredChunk], qvec: np.ndarray) -> list[ScoredChunk]:
         assert self.sentences is not None

@@ -32,6 +32,23 @@ from .types import Answer, ScoredChunk, Skipped, Source
 log = logging.getLogger(__name__)
 
 
+def _bounded_counter(emb: Embedder) -> Callable[[str], int]:
+    """``emb.count_tokens`` only where the answer matters.
+
+    An XLM-R sentencepiece token covers at least one character of the normalized text,
+    so a text of n characters has at most about n + prefix + specials tokens; the
+    tokenizer is asked only when that bound exceeds the window. Re-tokenizing every
+    paragraph of a large corpus dominated incremental updates (bench/: 10k chunks).
+    """
+    limit = emb.max_tokens
+
+    def count(text: str) -> int:
+        bound = int(len(text) * 1.2) + 16
+        return bound if bound <= limit else emb.count_tokens(text)
+
+    return count
+
+
 @dataclass(frozen=True)
 class AbstainPolicy:
     """When to say "the archive does not answer this".
@@ -122,7 +139,9 @@ class QAService:
         corpus = corpus_dir or self.settings.corpus_dir
         articles, skipped = load_corpus(corpus)
         emb = self.embedder
-        chunks = chunk_corpus(articles, count_tokens=emb.count_tokens, max_tokens=emb.max_tokens)
+        chunks = chunk_corpus(
+            articles, count_tokens=_bounded_counter(emb), max_tokens=emb.max_tokens
+        )
         user_dict = self.settings.user_dict
 
         index_dir = self.settings.index_dir
@@ -190,9 +209,13 @@ class QAService:
             except (OSError, ValueError, KeyError) as e:
                 # checksums passed, so this is a layout problem, not a damaged file
                 raise index_mod.IndexCorrupt(snapshot.dir, str(e)) from e
-            chunks_by_id = {c.chunk_id: c for c in snapshot.all_chunks()}
             retriever = HybridRetriever(
-                snapshot, lexical, encoder, chunks_by_id, self.retrieval_config, sentences=sentences
+                snapshot,
+                lexical,
+                encoder,
+                snapshot.chunks_by_ids,
+                self.retrieval_config,
+                sentences=sentences,
             )
             if self._loaded is not None:
                 log.info("index generation %s loaded (was %s)", snapshot.generation, self._loaded.generation)
