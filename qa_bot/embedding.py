@@ -100,6 +100,9 @@ def _quiet_hf() -> None:
     except ImportError:  # pragma: no cover - transformers is a hard dependency
         return
     hf_logging.disable_progress_bar()
+    # counting tokens of a long paragraph (to split it) is legitimate; the "longer than the
+    # maximum sequence length" warning it triggers is not for users
+    hf_logging.set_verbosity_error()
 
 
 def _one_line(exc: BaseException, limit: int = 240) -> str:
