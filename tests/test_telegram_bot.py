@@ -869,3 +869,48 @@ def test_run_bot_webhook_mode_checks_secret_token(fake: FakeTelegram) -> None:
     sent = fake.sent(902)
     assert len(sent) == 1 and "网络钩子的问题" in sent[0]["text"]
     assert TOKEN not in out + err and secret not in out + err
+
+
+def test_real_service_hot_reload_after_update(fake: FakeTelegram, tmp_path: Path) -> None:
+    """The bot over the real QAService (deterministic embedder) answers from a newly
+    published index without a restart, and /stats shows the new counts."""
+    from qa_bot.embedding import HashEmbedder
+    from qa_bot.service import QAService
+
+    posts = tmp_path / "corpus" / "_posts"
+    posts.mkdir(parents=True)
+    post = (
+        '---\ntitle: "{t}"\ndate: 2022-01-0{d} 09:00:00 +0800\n---\n\n{b}\n\n'
+        "<http://finance.eastmoney.com/news/{d}.html>\n"
+    )
+    (posts / "2022-01-01-1.md").write_text(
+        post.format(t="离岸人民币兑美元升至新高", d=1, b="离岸人民币兑美元升至6.3512，为2018年以来最高水平。"),
+        encoding="utf-8",
+    )
+    settings = make_settings(
+        fake, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "idx", cache_dir=tmp_path / "cache"
+    )
+    emb = HashEmbedder(dim=256)
+    service = QAService(settings, embedder=emb, query_encoder=emb)
+    service.update(full=True)
+
+    async def scenario() -> None:
+        async with running(build_application(settings, service)):
+            fake.enqueue_private_text(7, "巨化股份新装置年产能多少")
+            first = (await fake.wait_for_messages(1, chat_id=7))[0]["text"]
+            assert "8000吨" not in first
+            # another process (CLI, cron, watcher) publishes a new generation
+            (posts / "2022-01-02-2.md").write_text(
+                post.format(t="巨化股份新冷媒装置", d=2, b="巨化股份称，公司新型制冷剂装置年产能合计8000吨/年，预计年内投产。"),
+                encoding="utf-8",
+            )
+            updater = QAService(settings, embedder=emb, query_encoder=emb)
+            await asyncio.to_thread(updater.update)
+            fake.enqueue_private_text(7, "巨化股份新装置年产能多少")
+            second = (await fake.wait_for_messages(2, chat_id=7))[1]["text"]
+            assert "<b>8000吨/年</b>" in second or "8000吨/年" in second
+            fake.enqueue_private_text(7, "/stats")
+            stats = (await fake.wait_for_messages(3, chat_id=7))[2]["text"]
+            assert "文章：2 篇" in stats
+
+    run(scenario, timeout=60)
