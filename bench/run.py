@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         chunks = chunk_corpus(arts, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
         step = max(1, math.floor(len(chunks) / args.embed_texts))
         texts = [c.embed_text for c in chunks[::step][: args.embed_texts]]
-        results["embedding"] = embedding_bench(folder, embedder, texts, args.embed_rounds)
+        results["embedding"] = embedding_bench(folder, embedder.loaded(), texts, args.embed_rounds)
 
     for label, target in sizes:
         results["sizes"].append(

