@@ -474,9 +474,13 @@ def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
 
     def go() -> None:
         from .service import QAService
-        from .telegram_bot import BotConfigError, run_bot
+        from .telegram_bot import BotConfigError, run_bot, validate_token
 
         s = _settings(corpus, index)
+        try:
+            validate_token(s)  # before minutes of index building, not after
+        except BotConfigError as e:
+            raise UserError(str(e)) from None
         # the reply shows 3 sources; the 「更多来源」 button reveals the rest
         service = QAService(s.model_copy(update={"top_k": max(s.top_k, 8)}))
         try:
