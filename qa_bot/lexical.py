@@ -12,6 +12,7 @@ cached tokens of old chunks stay valid; a full build derives it afresh.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -96,12 +97,27 @@ class ChineseTokenizer:
         return [t for t in self._jieba.cut(text) if _is_token(t)]
 
 
-def derive_user_words(chunks: Sequence[Chunk], tokenizer: ChineseTokenizer) -> set[str]:
+@functools.cache
+def _pristine_jieba():  # type: ignore[no-untyped-def]
+    """A jieba tokenizer without user words (loaded once per process, on index updates)."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tk = jieba.Tokenizer()
+    tk.initialize()
+    return tk
+
+
+def derive_user_words(chunks: Sequence[Chunk]) -> set[str]:
     """Compound key terms of titles that jieba splits but the corpus uses as a unit.
 
     A pair or triple of adjacent title words (3–8 CJK characters together) becomes a
     word when it occurs at least twice in the article's own text, e.g. 算力+小镇.
     """
+    # Segment with jieba's own dictionary only: the shared tokenizer already holds
+    # compounds added for earlier generations (or other corpora), which would hide them
+    # from this derivation and make its result depend on what ran before.
+    pristine = _pristine_jieba()
     by_article: dict[str, list[Chunk]] = {}
     for c in chunks:
         by_article.setdefault(c.article_path, []).append(c)
@@ -112,9 +128,7 @@ def derive_user_words(chunks: Sequence[Chunk], tokenizer: ChineseTokenizer) -> s
         for seg in _TITLE_SPLIT.split(title):
             if len(seg) < 3:
                 continue
-            words = tokenizer.words(seg)
-            # a compound already added (by this or an earlier generation) is one word now
-            found.update(w for w in words if w in tokenizer.user_words and w in body)
+            words = [w for w in pristine.cut(seg) if _is_token(w)]
             for n in (2, 3):
                 for i in range(len(words) - n + 1):
                     cand = "".join(words[i : i + n])
@@ -194,7 +208,7 @@ def build_lexical(
             prev_tokens = _read_tokens(prev_dir / TOKENS_FILE)
 
     tokenizer = ChineseTokenizer(prev_words, user_dict_file)
-    new_words = derive_user_words(chunks, tokenizer) - prev_words
+    new_words = derive_user_words(chunks) - prev_words
     tokenizer.add_words(new_words)
     # Only a growing dictionary keeps old tokens meaningful; see module docstring.
     words = sorted(prev_words | new_words)

@@ -62,8 +62,8 @@ def test_query_tokens_drop_question_words(tokenizer: ChineseTokenizer) -> None:
     assert "投资" in toks
 
 
-def test_user_words_derived_from_titles(tokenizer: ChineseTokenizer) -> None:
-    words = derive_user_words(CHUNKS[:2], tokenizer)
+def test_user_words_derived_from_titles() -> None:
+    words = derive_user_words(CHUNKS[:2])
     assert "算力小镇" in words
     t = ChineseTokenizer(words)
     assert "算力小镇" in t.tokens("算力小镇投资多少")
