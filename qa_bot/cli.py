@@ -240,7 +240,7 @@ def index_verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     _run(go)
 
 
-def _ensure_index(service: QAService, as_json: bool) -> None:
+def _ensure_index(service: QAService) -> None:
     if not service.index_is_current():
         if service.has_index():
             err.print("the index was written by another version: updating it (cached vectors are reused)…")
@@ -294,7 +294,7 @@ def ask(
 
         s = _settings(corpus, index)
         service = QAService(s)
-        _ensure_index(service, as_json)
+        _ensure_index(service)
         if question is not None:
             if not question.strip():
                 raise UserError("the question is empty")
@@ -323,7 +323,7 @@ def chat(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
 
         s = _settings(corpus, index)
         service = QAService(s)
-        _ensure_index(service, False)
+        _ensure_index(service)
         read = _line_reader(s)
         out.print("[dim]新闻问答 — 输入问题，Ctrl-D 退出[/]")
         while True:
@@ -484,7 +484,7 @@ def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
         # the reply shows 3 sources; the 「更多来源」 button reveals the rest
         service = QAService(s.model_copy(update={"top_k": max(s.top_k, 8)}))
         try:
-            _ensure_index(service, False)
+            _ensure_index(service)
             run_bot(s, service)
         except BotConfigError as e:
             raise UserError(str(e)) from None

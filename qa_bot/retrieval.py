@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
 from .lexical import LexicalIndex
 from .sentences import SentenceVectors
 from .types import Chunk, ScoredChunk
+
+K = TypeVar("K")
 
 RECENT_CUES = re.compile(r"最新|今天|今日|最近|近日|近期|目前|现在|眼下|刚刚")
 
@@ -73,7 +75,7 @@ def collapse_duplicates(
     return kept
 
 
-def _minmax(values: dict[str, float]) -> dict[str, float]:
+def _minmax(values: dict[K, float]) -> dict[K, float]:
     if not values:
         return {}
     lo, hi = min(values.values()), max(values.values())
@@ -141,10 +143,10 @@ class HybridRetriever:
         assert self.sentences is not None
         per = [self.sentences.scores(h.chunk.chunk_id, qvec) for h in hits]
         best = {i: s.best for i, s in enumerate(per) if s is not None}
-        norm = _minmax({str(i): v for i, v in best.items()})
+        norm = _minmax(best)
         w = self.config.sentence_weight
         out = [
-            ScoredChunk(h.chunk, h.score + w * norm.get(str(i), 0.0), h.dense, h.lexical, per[i])
+            ScoredChunk(h.chunk, h.score + w * norm.get(i, 0.0), h.dense, h.lexical, per[i])
             for i, h in enumerate(hits)
         ]
         return sorted(out, key=lambda h: h.score, reverse=True)

@@ -272,8 +272,11 @@ class QAService:
         t2 = time.perf_counter()
         extraction = extract_answer(resolved, hits[:5]) if hits else None
         t3 = time.perf_counter()
+        lexical = loaded.retriever.lexical
+        # one segmentation serves the off-topic check and the follow-up memory
+        words = [w for w in lexical.tokenizer.words(resolved) if len(w) >= 2] if lexical else []
         abstained = extraction is None or self.abstain.abstains(
-            extraction.confidence, self._off_topic(loaded.retriever, resolved, hits[:3])
+            extraction.confidence, self._off_topic(words, hits[:3])
         )
         sources = [
             Source(h.chunk.article_path, h.chunk.title, h.chunk.date, h.chunk.url, h.chunk.text, h.score)
@@ -298,29 +301,15 @@ class QAService:
         )
         if conversation:
             top = hits[0].chunk if hits else None
-            self.memory.remember(
-                conversation, resolved, top.title if top else None, self._topic_terms(resolved)
-            )
+            self.memory.remember(conversation, resolved, top.title if top else None, words[:5])
         return answer
 
     @staticmethod
-    def _off_topic(retriever: HybridRetriever, question: str, hits: list[ScoredChunk]) -> bool:
+    def _off_topic(words: list[str], hits: list[ScoredChunk]) -> bool:
         """True when no content word of the question occurs in the top passages."""
-        if retriever.lexical is None:
-            return False
-        words = [
-            w.lower()
-            for w in retriever.lexical.tokenizer.words(question)
-            if len(w) >= 2 and w not in QUESTION_STOPWORDS
-        ]
+        content = [w.lower() for w in words if w not in QUESTION_STOPWORDS]
         text = "".join(h.chunk.embed_text for h in hits).lower()
-        return bool(words) and not any(w in text for w in words)
-
-    def _topic_terms(self, question: str) -> list[str]:
-        lexical = self._current().retriever.lexical
-        if lexical is None:
-            return []
-        return [t for t in lexical.tokenizer.words(question) if len(t) >= 2][:5]
+        return bool(content) and not any(w in text for w in content)
 
     # -- bot helpers -------------------------------------------------------------
     def latest(self, n: int = 5) -> list[dict]:
