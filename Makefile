@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/bin/qa-bot ask "算力小镇投资多少"
 
 test: setup
-	$(VENV)/bin/ruff check qa_bot tests bench
+	$(VENV)/bin/ruff check qa_bot tests bench scripts
 	$(VENV)/bin/pytest -q
 
 bench: setup

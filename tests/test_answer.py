@@ -622,3 +622,77 @@ def test_coarse_date_spans() -> None:
         assert want in _texts(date_spans(text), text)
     # a count of years is not a date
     assert _texts(date_spans("已连续12年位列全球首位"), "已连续12年位列全球首位") == []
+
+
+def test_event_asked_about_must_be_in_the_answer() -> None:
+    """A date answer about the same subject but another event loses its confidence."""
+    other_event = [
+        _chunk(
+            "1月5日，多家信托公司收到通知，雪球产品被叫停。2021年以来，雪球类产品突然爆红。",
+            0,
+            "信托暂停发行雪球产品",
+        )
+    ]
+    asked = extract_answer("雪球产品后来什么时候恢复发行的", other_event)
+    assert asked is not None and asked.confidence < 0.2
+    said = [
+        _chunk(
+            "1月5日，多家信托公司暂停发行雪球产品。3月1日，信托公司恢复发行雪球产品。",
+            0,
+            "信托恢复发行雪球产品",
+        )
+    ]
+    answered = extract_answer("雪球产品后来什么时候恢复发行的", said)
+    assert answered is not None and "3月1日" in answered.text
+    assert answered.confidence >= 0.4
+
+
+@pytest.mark.parametrize(
+    ("question", "want"),
+    [
+        ("雪球产品后来什么时候恢复发行的", ("恢复", "发行")),
+        ("雪球一般跌到多少会触发敲入", ("触发", "敲入")),
+        # a unit, or nothing, after the wh-phrase: no event to require
+        ("锦地罗的全长是多少厘米？", ()),
+        ("中国工厂产出世界第一保持多少年了", ()),
+        ("深圳那边监管对雪球销售提示风险是什么时候", ()),
+    ],
+)
+def test_predicate_terms(question: str, want: tuple[str, ...]) -> None:
+    from qa_bot.answer import _predicate_terms
+
+    assert _predicate_terms(question) == want
+
+
+def test_untyped_entity_question_answered_by_alignment() -> None:
+    """"什么职务" names no kind of span a detector knows: the sentence that repeats the
+    question's wording wins over one that merely holds a name."""
+    passages = [
+        _chunk(
+            "让-皮埃尔·巴利冈（Jean-Pierre Balligand，1950年5月30日 - ），法国政治人物。"
+            "自1981年起至2012年6月，一直连任国民议会议员，始终在波旁宫参与法律的讨论和制定。",
+            0,
+        )
+    ]
+    ex = extract_answer("自1981年起至2012年6月，让-皮埃尔·巴利冈一直担任什么职务？", passages)
+    assert ex is not None and "国民议会议员" in ex.text
+
+
+def test_two_sentence_windows_are_candidates_for_descriptions() -> None:
+    from qa_bot.answer import FEATURES, WEIGHTS
+
+    passages = [
+        _chunk(
+            "纽西兰鸡毛松是罗汉松科的一种。树高可达55米。幼树的叶呈尖锥状，3至8毫米长。"
+            "成熟的树的叶则呈鳞状，1至3毫米长。此树的木材可制成矛。",
+            0,
+        )
+    ]
+    q = "鸡毛松幼树和成熟树的叶有什么区别？"
+    one = extract_answer(q, passages)
+    assert one is not None and one.text == "幼树的叶呈尖锥状，3至8毫米长。"
+    # the pair is scored too: when pairs cost nothing, the two sentences win
+    w = list(WEIGHTS)
+    w[FEATURES.index("pair")] = 1.0
+    two = extract_answer(q, passages, weights=w)
+    assert two is not None and two.text == "幼树的叶呈尖锥状，3至8毫米长。成熟的树的叶则呈鳞状，1至3毫米长。"
