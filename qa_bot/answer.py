@@ -725,7 +725,6 @@ def _boost_focus(question: str, weights: dict[str, float]) -> None:
 
 
 _PRED_STOP_RE = re.compile(r"[，,。？?！!、；;：:\s]")
-_PRED_TAIL_RE = re.compile(r"(?:的|了|呢|吗|吧|啊|呀|嘛)+$")
 
 
 @lru_cache(maxsize=2048)
@@ -734,11 +733,10 @@ def _predicate_terms(question: str) -> tuple[str, ...]:
     the wh-phrase ("什么时候|恢复发行的", "多少|会触发敲入"). An answer about the same
     subject but another event ("雪球产品突然爆红" for "雪球产品什么时候恢复发行") contains
     none of them."""
-    ms = list(_WH_RE.finditer(question))
-    if not ms:
+    m = _WH_RE.search(question)
+    if not m:
         return ()
-    m = ms[0]
-    after = _PRED_TAIL_RE.sub("", _PRED_STOP_RE.split(question[m.end() :], maxsplit=1)[0])
+    after = _TAIL_PARTICLES.sub("", _PRED_STOP_RE.split(question[m.end() :], maxsplit=1)[0])
     # "多少厘米": a unit after the wh-phrase says nothing of the event; and the words before
     # it are too often paraphrased ("保持多少年" for "已连续12年") to be required
     if not after or re.fullmatch(rf"(?:{_UNIT}|{_MAG}|[\u4e00-\u9fff])(?:{_UNIT})?", after):
@@ -1034,9 +1032,7 @@ class _Cand:
 
 # Scoring weights (tuned on CMRC trial / finews dev samples; see the module docstring).
 _RANK_PEN = 0.1  # passage weight lost per retrieval rank: the top passage is usually right
-_W_ALIGN = 2.5  # character-level alignment of the question with the sentence
 _W_TOPIC = 0.3  # alignment bonus: the sentence starts with what the question is about
-_NOSPAN_PEN = 0.3  # entity/place question, no typed nor wh span in the window
 _W_ELSEWHERE = 0.4  # question words found elsewhere in the passage count this much
 _PAIR_TYPES = (QType.REASON, QType.DESCRIPTION, QType.LIST, QType.OTHER)  # may answer with two sentences
 _WH_BASE = 0.1  # fit of the wh-slot span: base + gain * match quality
@@ -1148,7 +1144,7 @@ def _sentence_end(text: str, we: int, ws: int, max_chars: int) -> int:
     return we
 
 
-def final_window(
+def _final_window(
     text: str, start: int, end: int, span: Span | None, short: bool, max_chars: int
 ) -> tuple[int, int]:
     """The answer a winning window becomes: for a figure/date/name/place question without a
@@ -1196,8 +1192,21 @@ FEATURES = (
     "wh_slot",  # quality of the wh-slot match inside the window
     "lcs",  # longest common substring with the question (/10, capped)
 )
-WEIGHTS = (2.0, 2.5, 0.9, 0.5, 0.5, -0.9, -0.15, -0.25, -0.3, -0.6, -0.45, 0.0, -0.4) + (0.0,) * 5
-assert len(WEIGHTS) == len(FEATURES)
+_HAND_WEIGHTS = {
+    "coverage": 2.0,
+    "align": 2.5,
+    "fit": 0.9,
+    "prox": 0.5,
+    "dense": 0.5,  # helps paraphrased finews questions, neutral on CMRC
+    "len_short": -0.9,  # a figure, date or name wants the tightest clause
+    "len_long": -0.15,  # statements are returned whole
+    "bare_span": -0.25,
+    "nospan_name": -0.3,
+    "nospan_other": -0.6,
+    "wh_only": -0.45,  # a figure or date question wants the figure or date itself
+    "pair": -0.4,  # one sentence, unless the second adds what is asked
+}  # the others: 0
+WEIGHTS = tuple(_HAND_WEIGHTS.get(f, 0.0) for f in FEATURES)
 
 
 def _sentence_align(
@@ -1384,8 +1393,6 @@ def extract_answer(
             ns = sentences[max(0, si - 1)][0]
             ne = sentences[min(len(sentences) - 1, si + 1)][1]
             near_m = {t.text: _term_match(t, text[ns:ne]) for t in terms}
-            # words of the question said elsewhere in the passage (often its subject, left
-            # implicit in later sentences) count partly
             align = align_by[pidx][si]
             spans, subj, occ = sent_spans(si)
             if not short and se - ss <= max_chars + 1:
@@ -1478,8 +1485,8 @@ def extract_answer(
                     min(lcs_by[pidx][si], 10) / 10.0,
                 )
                 score = sum(w * f for w, f in zip(weights, feats, strict=True))
-                if _trace is not None:
-                    _trace.append((pidx, ws, we, best_span, feats, score))
+                if _trace is not None:  # (features, the answer this window would become)
+                    _trace.append((feats, text[slice(*_final_window(text, ws, we, best_span, short, max_chars))]))
                 key = (pidx, si)
                 if score > sent_best.get(key, -1e9):
                     sent_best[key] = score
@@ -1489,7 +1496,7 @@ def extract_answer(
     if best is None:
         return None
     text = passages[best.pidx].chunk.text
-    best.start, end = final_window(text, best.start, best.end, best.span, short, max_chars)
+    best.start, end = _final_window(text, best.start, best.end, best.span, short, max_chars)
     a_text = text[best.start : end]
     hl = None
     if best.span is not None:
@@ -1509,7 +1516,7 @@ def extract_answer(
         conf *= 0.6
     if qtype in (QType.NUMBER, QType.DATE):
         preds = _predicate_terms(question)
-        sents = _split_sentences(text)
+        sents = sent_lists[best.pidx]
         si = next((i for i, (a, b) in enumerate(sents) if a <= best.start < b), 0)
         near = text[sents[max(0, si - 1)][0] : sents[si][1]] if sents else text
         if preds and not any(_says(p, near) for p in preds):

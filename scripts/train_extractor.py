@@ -47,18 +47,12 @@ class Example:
 
 def collect(question: Question, passages: list[ScoredChunk]) -> Example | None:
     trace: list = []
-    A.extract_answer(question.q, passages[:5], _trace=trace)
+    A.extract_answer(question.q, passages[:5], max_chars=MAX_ANSWER_CHARS, _trace=trace)
     if not trace:
         return None
-    short = A.classify_question(question.q).value in A._SHORT_TYPES
-    feats, hits, lens = [], [], []
-    for pidx, ws, we, span, f, _score in trace:
-        text = passages[pidx].chunk.text
-        a, b = A.final_window(text, ws, we, span, short, MAX_ANSWER_CHARS)
-        ans = text[a:b]
-        feats.append(f)
-        lens.append(len(ans))
-        hits.append(len(ans) <= MAX_ANSWER_CHARS and any(g in ans for g in question.answers))
+    feats = [f for f, _ in trace]
+    lens = [len(ans) for _, ans in trace]
+    hits = [len(ans) <= MAX_ANSWER_CHARS and any(g in ans for g in question.answers) for _, ans in trace]
     return Example(np.asarray(feats, dtype=np.float64), np.asarray(hits), np.asarray(lens))
 
 
