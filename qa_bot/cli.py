@@ -18,10 +18,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .terminal import render_answer
+
 if TYPE_CHECKING:
     from .config import Settings
     from .service import QAService
-    from .types import Answer
 
 app = typer.Typer(
     help="新闻问答: ask questions of a folder of Jekyll news posts.",
@@ -38,6 +39,7 @@ err = Console(stderr=True, soft_wrap=True)
 CorpusOpt = Annotated[Path | None, typer.Option("--corpus", help="Folder of posts (default: QA_BOT_CORPUS_DIR or corpus/).")]
 IndexOpt = Annotated[Path | None, typer.Option("--index", help="Index folder (default: QA_BOT_INDEX_DIR or embeddings/).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ShrinkOpt = Annotated[bool, typer.Option("--allow-shrink", help="Publish even if many posts are gone or unreadable (remove posts on purpose).")]
 
 
 class UserError(Exception):
@@ -122,7 +124,10 @@ def _progress_update(service: QAService, *, full: bool, quiet: bool = False):  #
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return service.update(full=full, progress=progress)
+        from .ingest import skips_reported_by_caller
+
+        with skips_reported_by_caller():  # every caller prints the skips it gets back
+            return service.update(full=full, progress=progress)
 
 
 def _report_json(report, skipped, seconds: float | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -139,15 +144,17 @@ def _print_json(data: object) -> None:
 
 
 @index_app.command("build")
-def index_build(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+def index_build(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False, allow_shrink: ShrinkOpt = False) -> None:
     """Build the index from scratch (reusing cached vectors of unchanged text)."""
 
     def go() -> None:
+        from .index import allowing_shrink
         from .service import QAService
 
         s = _settings(corpus, index)
         t0 = time.perf_counter()
-        report, skipped = _progress_update(QAService(s), full=True)
+        with allowing_shrink(allow_shrink):
+            report, skipped = _progress_update(QAService(s), full=True)
         secs = time.perf_counter() - t0
         if as_json:
             data = _report_json(report, skipped, secs)
@@ -168,15 +175,17 @@ def index_build(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonO
 
 
 @index_app.command("update")
-def index_update(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+def index_update(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonOpt = False, allow_shrink: ShrinkOpt = False) -> None:
     """Apply added, changed and removed posts; embed only text never seen before."""
 
     def go() -> None:
+        from .index import allowing_shrink
         from .service import QAService
 
         s = _settings(corpus, index)
         t0 = time.perf_counter()
-        report, skipped = _progress_update(QAService(s), full=False)
+        with allowing_shrink(allow_shrink):
+            report, skipped = _progress_update(QAService(s), full=False)
         secs = time.perf_counter() - t0
         if as_json:
             data = _report_json(report, skipped, secs)
@@ -250,33 +259,6 @@ def _ensure_index(service: QAService) -> None:
         for sk in skipped:
             err.print(f"[yellow]skipped[/] {escape(sk.path)}: {escape(sk.reason)}")
         err.print(f"indexed {report.total_articles} articles, {report.total_chunks} chunks")
-
-
-def render_answer(answer: Answer, console: Console, *, max_sources: int = 3) -> None:
-    """Readable answer for a terminal: the answer with its key span in bold, then sources."""
-    from rich.text import Text
-
-    if answer.abstained:
-        console.print("[yellow]新闻库中没有找到能回答这个问题的内容。[/] 最接近的文章：")
-    else:
-        assert answer.answer is not None
-        text = Text("答：", style="bold green")
-        a = answer.answer
-        if answer.highlight:
-            s, e = answer.highlight
-            text.append(a[:s])
-            text.append(a[s:e], style="bold yellow")
-            text.append(a[e:])
-        else:
-            text.append(a)
-        console.print(text)
-    for i, src in enumerate(answer.sources[:max_sources], 1):
-        date = (src.date or "")[:10]
-        console.print(f"[bold]{i}. {escape(src.title)}[/]  [dim]{date}[/]")
-        if src.url:
-            console.print(f"   [link={src.url}]{escape(src.url)}[/link]")
-        quote = src.text if len(src.text) <= 160 else src.text[:157] + "…"
-        console.print(f"   [dim]{escape(quote)}[/]")
 
 
 @app.command()
@@ -474,9 +456,12 @@ def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
 
     def go() -> None:
         from .service import QAService
-        from .telegram_bot import BotConfigError, run_bot, validate_token
+        from .telegram import BotConfigError, run_bot, validate_token
 
-        s = _settings(corpus, index)
+        try:
+            s = _settings(corpus, index)
+        except UnicodeDecodeError as e:  # pydantic-settings reads .env as UTF-8
+            raise UserError(f".env is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
         try:
             validate_token(s)  # before minutes of index building, not after
         except BotConfigError as e:

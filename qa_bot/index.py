@@ -65,6 +65,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +148,19 @@ class IndexBusy(IndexProblem):
         super().__init__(
             f"another index update is running (lock {lock_path} held for more than {timeout:g}s); "
             "try again when it has finished"
+        )
+
+
+class ShrinkRefused(IndexProblem):
+    """The update would publish far fewer articles than the published index holds."""
+
+    def __init__(self, before: int, after: int, max_fraction: float) -> None:
+        self.before, self.after, self.max_fraction = before, after, max_fraction
+        super().__init__(
+            f"refusing to publish: the corpus now yields {after} articles, the published index "
+            f"has {before} (more than {max_fraction:.0%} fewer, QA_BOT_MAX_SHRINK_FRACTION); "
+            "the published index keeps answering. Fix the posts, or pass --allow-shrink "
+            "to remove them on purpose"
         )
 
 
@@ -1132,6 +1146,36 @@ def _crashpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# set by the CLI's --allow-shrink for callers that do not pass allow_shrink (QAService)
+_ALLOW_SHRINK: ContextVar[bool] = ContextVar("qa_bot_allow_shrink", default=False)
+
+
+@contextlib.contextmanager
+def allowing_shrink(allow: bool = True) -> Iterator[None]:
+    """Updates inside the block may drop any number of articles (``--allow-shrink``)."""
+    token = _ALLOW_SHRINK.set(allow)
+    try:
+        yield
+    finally:
+        _ALLOW_SHRINK.reset(token)
+
+
+def _default_max_shrink() -> float:
+    from .config import Settings
+
+    return Settings().max_shrink_fraction
+
+
+def _check_shrink(prev: _Previous | None, after: int, allow: bool, max_fraction: float) -> None:
+    """Refuse to publish a collapse: all or most articles gone at once is almost always
+    a broken pull or parser, and publishing it would remove their answers for everyone."""
+    before = prev.manifest.articles if prev else 0
+    if allow or before == 0 or after >= before:
+        return
+    if (before - after) / before > max_fraction:
+        raise ShrinkRefused(before, after, max_fraction)
+
+
 def update_index(
     index_dir: str | os.PathLike[str],
     articles: Sequence[Article],
@@ -1146,6 +1190,8 @@ def update_index(
     batch_size: int = 32,
     approx_threshold: int = APPROX_THRESHOLD,
     chunker_version: str = "",
+    allow_shrink: bool | None = None,
+    max_shrink_fraction: float | None = None,
 ) -> UpdateReport:
     """Make the given corpus the published index, embedding as little as possible.
 
@@ -1157,8 +1203,14 @@ def update_index(
     is called per embedded batch. ``artifacts(chunks_in_order, new_gen_dir,
     previous_gen_dir)`` may write extra files into the new generation before it is
     published; they are checksummed with the rest.
-    Raises IndexBusy, ModelMismatch, ValueError (bad corpus or embedder output).
+    An update that would leave more than ``max_shrink_fraction`` (default: the
+    QA_BOT_MAX_SHRINK_FRACTION setting) fewer articles than the published index raises
+    ShrinkRefused before anything is embedded, unless ``allow_shrink`` (default: inside
+    :func:`allowing_shrink`).
+    Raises IndexBusy, ModelMismatch, ShrinkRefused, ValueError (bad corpus or embedder output).
     """
+    allow = _ALLOW_SHRINK.get() if allow_shrink is None else allow_shrink
+    shrink = _default_max_shrink() if max_shrink_fraction is None else max_shrink_fraction
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     lock_path = index_dir / LOCK_NAME
@@ -1180,6 +1232,7 @@ def update_index(
             batch_size=max(1, batch_size),
             approx_threshold=approx_threshold,
             chunker_version=chunker_version,
+            shrink_guard=(allow, shrink),
         )
     finally:
         lock.release()
@@ -1198,6 +1251,7 @@ def _update_locked(
     batch_size: int,
     approx_threshold: int,
     chunker_version: str,
+    shrink_guard: tuple[bool, float],
 ) -> UpdateReport:
     t0 = time.monotonic()
     report = UpdateReport()
@@ -1229,6 +1283,7 @@ def _update_locked(
         report.reused_chunks = report.total_chunks
         report.seconds = time.monotonic() - t0
         return report
+    _check_shrink(prev, len(by_path), *shrink_guard)
 
     # --- vector ids: keep them for unchanged (chunk_id, text) pairs; a freed id whose
     # text reappears elsewhere (rename, move) is reused, since its vector is identical

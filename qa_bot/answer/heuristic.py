@@ -1266,7 +1266,6 @@ def extract_answer(
     max_chars: int = 120,
     top_k: int = 5,
     weights: Sequence[float] = WEIGHTS,
-    _trace: list | None = None,
 ) -> Extraction | None:
     """The best short verbatim answer to ``question`` from the top ``passages``, or None.
 
@@ -1485,8 +1484,6 @@ def extract_answer(
                     min(lcs_by[pidx][si], 10) / 10.0,
                 )
                 score = sum(w * f for w, f in zip(weights, feats, strict=True))
-                if _trace is not None:  # (features, the answer this window would become)
-                    _trace.append((feats, text[slice(*_final_window(text, ws, we, best_span, short, max_chars))]))
                 key = (pidx, si)
                 if score > sent_best.get(key, -1e9):
                     sent_best[key] = score

