@@ -100,7 +100,7 @@ def _run(fn):  # type: ignore[no-untyped-def]
         raise
 
 
-def _progress_update(service: QAService, *, full: bool, quiet: bool = False):  # type: ignore[no-untyped-def]
+def _progress_update(service: QAService, *, full: bool, quiet: bool = False, allow_shrink: bool = False):  # type: ignore[no-untyped-def]
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -127,7 +127,7 @@ def _progress_update(service: QAService, *, full: bool, quiet: bool = False):  #
         from .ingest import skips_reported_by_caller
 
         with skips_reported_by_caller():  # every caller prints the skips it gets back
-            return service.update(full=full, progress=progress)
+            return service.update(full=full, progress=progress, allow_shrink=allow_shrink)
 
 
 def _report_json(report, skipped, seconds: float | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -148,13 +148,11 @@ def index_build(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: JsonO
     """Build the index from scratch (reusing cached vectors of unchanged text)."""
 
     def go() -> None:
-        from .index import allowing_shrink
         from .service import QAService
 
         s = _settings(corpus, index)
         t0 = time.perf_counter()
-        with allowing_shrink(allow_shrink):
-            report, skipped = _progress_update(QAService(s), full=True)
+        report, skipped = _progress_update(QAService(s), full=True, allow_shrink=allow_shrink)
         secs = time.perf_counter() - t0
         if as_json:
             data = _report_json(report, skipped, secs)
@@ -179,13 +177,11 @@ def index_update(corpus: CorpusOpt = None, index: IndexOpt = None, as_json: Json
     """Apply added, changed and removed posts; embed only text never seen before."""
 
     def go() -> None:
-        from .index import allowing_shrink
         from .service import QAService
 
         s = _settings(corpus, index)
         t0 = time.perf_counter()
-        with allowing_shrink(allow_shrink):
-            report, skipped = _progress_update(QAService(s), full=False)
+        report, skipped = _progress_update(QAService(s), full=False, allow_shrink=allow_shrink)
         secs = time.perf_counter() - t0
         if as_json:
             data = _report_json(report, skipped, secs)

@@ -65,7 +65,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -1146,26 +1145,6 @@ def _crashpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# set by the CLI's --allow-shrink for callers that do not pass allow_shrink (QAService)
-_ALLOW_SHRINK: ContextVar[bool] = ContextVar("qa_bot_allow_shrink", default=False)
-
-
-@contextlib.contextmanager
-def allowing_shrink(allow: bool = True) -> Iterator[None]:
-    """Updates inside the block may drop any number of articles (``--allow-shrink``)."""
-    token = _ALLOW_SHRINK.set(allow)
-    try:
-        yield
-    finally:
-        _ALLOW_SHRINK.reset(token)
-
-
-def _default_max_shrink() -> float:
-    from .config import Settings
-
-    return Settings().max_shrink_fraction
-
-
 def _check_shrink(prev: _Previous | None, after: int, allow: bool, max_fraction: float) -> None:
     """Refuse to publish a collapse: all or most articles gone at once is almost always
     a broken pull or parser, and publishing it would remove their answers for everyone."""
@@ -1190,8 +1169,8 @@ def update_index(
     batch_size: int = 32,
     approx_threshold: int = APPROX_THRESHOLD,
     chunker_version: str = "",
-    allow_shrink: bool | None = None,
-    max_shrink_fraction: float | None = None,
+    allow_shrink: bool = False,
+    max_shrink_fraction: float = 0.5,
 ) -> UpdateReport:
     """Make the given corpus the published index, embedding as little as possible.
 
@@ -1203,14 +1182,11 @@ def update_index(
     is called per embedded batch. ``artifacts(chunks_in_order, new_gen_dir,
     previous_gen_dir)`` may write extra files into the new generation before it is
     published; they are checksummed with the rest.
-    An update that would leave more than ``max_shrink_fraction`` (default: the
-    QA_BOT_MAX_SHRINK_FRACTION setting) fewer articles than the published index raises
-    ShrinkRefused before anything is embedded, unless ``allow_shrink`` (default: inside
-    :func:`allowing_shrink`).
+    An update that would leave more than ``max_shrink_fraction`` fewer articles than the
+    published index raises ShrinkRefused before anything is embedded, unless
+    ``allow_shrink``.
     Raises IndexBusy, ModelMismatch, ShrinkRefused, ValueError (bad corpus or embedder output).
     """
-    allow = _ALLOW_SHRINK.get() if allow_shrink is None else allow_shrink
-    shrink = _default_max_shrink() if max_shrink_fraction is None else max_shrink_fraction
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     lock_path = index_dir / LOCK_NAME
@@ -1232,7 +1208,7 @@ def update_index(
             batch_size=max(1, batch_size),
             approx_threshold=approx_threshold,
             chunker_version=chunker_version,
-            shrink_guard=(allow, shrink),
+            shrink_guard=(allow_shrink, max_shrink_fraction),
         )
     finally:
         lock.release()

@@ -160,10 +160,14 @@ class QAService:
         full: bool = False,
         corpus_dir: Path | None = None,
         progress: Callable[[int, int], None] | None = None,
+        allow_shrink: bool = False,
     ) -> tuple[index_mod.UpdateReport, list[Skipped]]:
-        """Bring the index up to date with the corpus (incremental unless ``full``)."""
+        """Bring the index up to date with the corpus (incremental unless ``full``).
+
+        Refuses (ShrinkRefused) to publish an index that lost more than the settings'
+        ``max_shrink_fraction`` of its articles, unless ``allow_shrink``."""
         corpus = corpus_dir or self.settings.corpus_dir
-        articles, skipped = load_corpus(corpus)
+        articles, skipped = load_corpus(corpus, self.settings.ingest_limits())
         emb = self.embedder
         chunks = self._chunk(articles, emb, reuse=not full)
         user_dict = self.settings.user_dict
@@ -186,6 +190,8 @@ class QAService:
             artifacts=artifacts,
             # artifacts are derived from chunks too: a new format means a new generation
             chunker_version=self.layout_version(),
+            allow_shrink=allow_shrink,
+            max_shrink_fraction=self.settings.max_shrink_fraction,
         )
         return report, skipped
 

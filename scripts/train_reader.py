@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-steps", type=int, default=100)
     p.add_argument("--limit", type=int, default=0, help="examples per training file (smoke runs)")
     p.add_argument("--eval-limit", type=int, default=0, help="trial questions scored (0: all)")
+    p.add_argument("--eval-only", action="store_true",
+                   help="score the weights already in --out (no training, no export)")
     return p.parse_args(argv)
 
 
@@ -253,15 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = ensure_converted(settings.cache_dir)
     base_sha = json.loads((base_dir / "CONVERTED.json").read_text())["source_sha256"]
     t0 = time.time()
-    trainable, facts = train(args, base_dir)
-    trained = {
-        "data": facts, "seed": args.seed, "max_length": args.max_length, "stride": args.stride,
-        "frozen_layers": args.freeze_layers, "neg_ratio": args.neg_ratio, "epochs": args.epochs,
-        "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
-        "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-    }
-    export_delta(trainable, args.out, base_source_sha256=base_sha, max_length=args.infer_length,
-                 stride=args.infer_stride, null_threshold=0.0, trained=trained)
+    if args.eval_only:
+        trained = json.loads((args.out / "reader.json").read_text(encoding="utf-8"))["trained"]
+        facts = trained["data"]
+    else:
+        trainable, facts = train(args, base_dir)
+        trained = {
+            "data": facts, "seed": args.seed, "max_length": args.max_length, "stride": args.stride,
+            "frozen_layers": args.freeze_layers, "neg_ratio": args.neg_ratio, "epochs": args.epochs,
+            "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
+            "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
+        }
+        export_delta(trainable, args.out, base_source_sha256=base_sha, max_length=args.infer_length,
+                     stride=args.infer_stride, null_threshold=0.0, trained=trained)
     merged = ensure_merged(settings.cache_dir, base_dir, shipped=args.out)
 
     trial = load_squad(args.eval_file)
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         scores[backend] = s
         log.info("trial (gold paragraph, %s): %s", backend, s)
     trained["trial_gold_paragraph"] = scores
-    trained["wall_seconds_this_run"] = round(time.time() - t0, 1)
+    trained["eval_seconds" if args.eval_only else "wall_seconds_this_run"] = round(time.time() - t0, 1)
     manifest_path = args.out / "reader.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["trained"] = trained

@@ -165,7 +165,9 @@ def test_time_limit_per_post() -> None:
 def test_limits_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = corpus_with(tmp_path, {"2022-06-02-big.md": FM + "大" * 2000 + "\n"})
     monkeypatch.setenv("QA_BOT_MAX_POST_BYTES", "1000")
-    _, skipped = load_corpus(root)  # no limits given: the settings' apply
+    from qa_bot.config import Settings
+
+    _, skipped = load_corpus(root, Settings(_env_file=None).ingest_limits())
     assert [(s.path, "QA_BOT_MAX_POST_BYTES" in s.reason) for s in skipped] == [
         ("2022-06-02-big.md", True)
     ]

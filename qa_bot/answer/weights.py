@@ -191,7 +191,8 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
             f"reader weights were trained on base {manifest.base_source_sha256[:12]}, not {base_sha[:12]}"
         )
     target = Path(cache_dir) / "models" / f"reader-{base_sha[:12]}-{digest[:12]}"
-    marker = {"format": FORMAT, "base_source_sha256": base_sha, "weights_sha256": digest}
+    marker = {"format": FORMAT, "base_source_sha256": base_sha, "weights_sha256": digest,
+              "exports": [ONNX_INT8]}
 
     def complete() -> bool:
         try:

@@ -186,13 +186,6 @@ def _ingest_one(cand: Candidate, root_real: Path, limits: IngestLimits) -> Artic
     return parse_bytes(data, cand.rel, limits)
 
 
-def _settings_limits() -> IngestLimits:
-    # the settings' limits when the caller passes none (QAService.update does not yet)
-    from qa_bot.config import Settings
-
-    return Settings().ingest_limits()
-
-
 def load_corpus(
     corpus_dir: Path | str | os.PathLike[str], limits: IngestLimits | None = None
 ) -> tuple[list[Article], list[Skipped]]:
@@ -206,7 +199,7 @@ def load_corpus(
         raise CorpusError(f"corpus directory not found: {corpus_dir}")
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus path is not a directory: {corpus_dir}")
-    limits = limits or _settings_limits()
+    limits = limits or IngestLimits()
     candidates, problems = find_candidates(corpus_dir)
     if not candidates:
         raise CorpusError(f"no .md posts found under {corpus_dir}")
