@@ -61,6 +61,8 @@ def _settings(corpus: Path | None = None, index: Path | None = None) -> Settings
     except ValidationError as e:
         first = e.errors()[0]
         raise UserError(f"bad setting {first['loc'][0] if first['loc'] else ''}: {first['msg']}") from e
+    except UnicodeDecodeError as e:  # pydantic-settings reads .env as UTF-8
+        raise UserError(f".env is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
     update = {}
     if corpus is not None:
         update["corpus_dir"] = corpus
@@ -454,10 +456,7 @@ def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
         from .service import QAService
         from .telegram import BotConfigError, run_bot, validate_token
 
-        try:
-            s = _settings(corpus, index)
-        except UnicodeDecodeError as e:  # pydantic-settings reads .env as UTF-8
-            raise UserError(f".env is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+        s = _settings(corpus, index)
         try:
             validate_token(s)  # before minutes of index building, not after
         except BotConfigError as e:

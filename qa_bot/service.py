@@ -35,7 +35,17 @@ from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .retrieval import HybridRetriever, RetrievalConfig
 from .sentences import FORMAT as SENTENCE_FORMAT
 from .sentences import SentenceVectors, build_sentence_vectors
-from .types import Answer, Article, Chunk, ScoredChunk, Skipped, Source
+from .types import (
+    Answer,
+    Article,
+    Chunk,
+    IndexStats,
+    LatestArticle,
+    ReindexReport,
+    ScoredChunk,
+    Skipped,
+    Source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -355,24 +365,38 @@ class QAService:
         return bool(content) and not any(w in text for w in content)
 
     # -- bot helpers -------------------------------------------------------------
-    def latest(self, n: int = 5) -> list[dict]:
+    @property
+    def max_question_chars(self) -> int:
+        """Longer questions are refused by the bot; the reader reads at most this much."""
+        reader = self.reader
+        return reader.max_question_chars if reader is not None else 400
+
+    def latest(self, n: int = 5) -> list[LatestArticle]:
         return [
-            {"title": a.title, "date": a.date, "url": a.url, "path": a.path}
+            LatestArticle(a.path, a.title, a.date, a.url)
             for a in self._current().snapshot.latest_articles(n)
         ]
 
-    def stats(self) -> dict:
+    def stats(self) -> IndexStats:
         s = index_mod.index_stats(self.settings.index_dir)
-        return {
-            "articles": s.get("articles"),
-            "chunks": s.get("chunks"),
-            "last_update": s.get("last_update"),
-            "model": s.get("model"),
-            "generation": s.get("generation"),
-        }
+        gen = s.get("generation")
+        return IndexStats(
+            articles=s.get("articles"),
+            chunks=s.get("chunks"),
+            last_update=s.get("last_update"),
+            model=s.get("model"),
+            generation=None if gen is None else str(gen),
+        )
 
-    def reindex(self) -> dict:
+    def reindex(self) -> ReindexReport:
         report, skipped = self.update()
-        out = report.to_json()
-        out["skipped"] = [{"path": s.path, "reason": s.reason} for s in skipped]
-        return out
+        return ReindexReport(
+            added=report.added,
+            changed=report.changed,
+            removed=report.removed,
+            unchanged=report.unchanged,
+            embedded_chunks=report.embedded_chunks,
+            total_chunks=report.total_chunks,
+            seconds=report.seconds,
+            skipped=len(skipped),
+        )

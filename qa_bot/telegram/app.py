@@ -30,7 +30,7 @@ from .config import (
     WebhookOptions,
     webhook_options,
 )
-from .contract import BotService, DictBotService, max_question_chars, typed_service
+from .contract import BotService, max_question_chars
 from .handlers import TelegramFrontend, register
 from .lifecycle import SHUTDOWN_GRACE_SECONDS, SHUTDOWN_HARD_SECONDS, Lifecycle
 from .redact import SecretRedactingFilter, install_token_filter
@@ -90,7 +90,7 @@ def _builder(config: BotConfig, lifecycle: Lifecycle, tuning: BotTuning) -> Appl
 
 def build_application(
     settings: Settings,
-    service: BotService | DictBotService,
+    service: BotService,
     *,
     clock: Callable[[], float] = time.monotonic,
     tuning: BotTuning | None = None,
@@ -104,12 +104,11 @@ def build_application(
     config = BotConfig.from_settings(settings)
     install_token_filter(config.token)
     lifecycle = Lifecycle(tuning.shutdown_grace, tuning.shutdown_hard)
-    typed = typed_service(service)
     frontend = TelegramFrontend(
         config,
-        typed,
+        service,
         lifecycle,
-        max_question_chars=tuning.max_question_chars or max_question_chars(typed),
+        max_question_chars=tuning.max_question_chars or max_question_chars(service),
         clock=clock,
         max_workers=tuning.max_workers,
     )
@@ -173,7 +172,7 @@ def _run(app: Application, webhook: WebhookOptions | None, tuning: BotTuning) ->
 
 
 def run_bot(
-    settings: Settings, service: BotService | DictBotService, *, tuning: BotTuning | None = None
+    settings: Settings, service: BotService, *, tuning: BotTuning | None = None
 ) -> None:
     """Run until SIGINT/SIGTERM: long polling, or a webhook server if ``webhook_url`` is set."""
     tuning = tuning or BotTuning()

@@ -46,7 +46,7 @@ from qa_bot.types import Answer, Source
 
 from . import texts
 from .config import BotConfig
-from .contract import TypedService
+from .contract import BotService
 from .lifecycle import Lifecycle, WorkerPool
 from .ratelimit import RATE_WINDOW_SECONDS, SlidingWindowRateLimiter
 from .render import (
@@ -212,7 +212,7 @@ class TelegramFrontend:
     def __init__(
         self,
         config: BotConfig,
-        service: TypedService,
+        service: BotService,
         lifecycle: Lifecycle,
         *,
         max_question_chars: int,

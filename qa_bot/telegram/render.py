@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 from telegram.constants import MessageLimit
 
-from qa_bot.types import Answer, Source
+from qa_bot.types import Answer, IndexStats, LatestArticle, ReindexReport, Source
 
-from .contract import IndexStats, LatestArticle, ReindexReport
 from .texts import EXAMPLE_QUESTIONS, TEXT_ABSTAIN, TEXT_NO_ARTICLES
 
 MAX_MESSAGE_LEN: int = MessageLimit.MAX_TEXT_LENGTH  # 4096
