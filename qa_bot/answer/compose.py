@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .heuristic import _split_clauses, _split_sentences, _trim
+from .text import clause_bounds, sentence_bounds, trim
 
 __all__ = ["answer_window"]
 
@@ -15,16 +15,16 @@ def answer_window(text: str, start: int, end: int, max_chars: int = 120) -> tupl
     run past ``max_chars``, the window is cut around the span, which is always kept
     whole unless it alone is longer than the limit.
     """
-    sent = next(((s, e) for s, e in _split_sentences(text) if s <= start < e), (0, len(text)))
-    all_clauses = _split_clauses(text, *sent)
+    sent = next(((s, e) for s, e in sentence_bounds(text) if s <= start < e), (0, len(text)))
+    all_clauses = clause_bounds(text, *sent)
     touched = [i for i, c in enumerate(all_clauses) if c[1] > start and c[0] < end]
     if not touched:
         return start, min(end, start + max_chars)
     first, last = touched[0], touched[-1]
-    ws, we = _trim(text, all_clauses[first][0], all_clauses[last][1])
-    if (ws, we) == _trim(text, start, end) and first > 0:
+    ws, we = trim(text, all_clauses[first][0], all_clauses[last][1])
+    if (ws, we) == trim(text, start, end) and first > 0:
         # the span is its whole clause ("他说：好"): the clause before says what it answers
-        ws = _trim(text, all_clauses[first - 1][0], we)[0]
+        ws = trim(text, all_clauses[first - 1][0], we)[0]
     ws, we = min(ws, start), max(we, end)
     if end - start >= max_chars:
         return start, start + max_chars

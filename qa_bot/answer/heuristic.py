@@ -33,6 +33,10 @@ from functools import lru_cache
 
 from qa_bot.types import ScoredChunk
 
+from .text import clause_bounds as _split_clauses
+from .text import sentence_bounds as _split_sentences
+from .text import trim as _trim
+
 __all__ = [
     "Extraction",
     "QType",
@@ -787,57 +791,7 @@ def _term_positions(term: str, text: str) -> list[int]:
 
 # --------------------------------------------------------------------------- segmentation
 
-_SENT_END = set("。！？!?；;\n")
-_CLAUSE_END = set("，,：:")
-_OPEN = "（(《“「【[‘"
-_CLOSE = "）)》”」】]’"
 
-
-@lru_cache(maxsize=1024)
-def _split_sentences(text: str) -> tuple[tuple[int, int], ...]:
-    """Sentence boundaries, never splitting inside brackets or quotes."""
-    out, start, depth = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth = max(0, depth - 1)
-        elif ch in _SENT_END and (depth == 0 or ch == "\n"):
-            if ch == "\n":
-                depth = 0
-            if i + 1 > start:
-                out.append((start, i + 1))
-            start = i + 1
-    if start < len(text):
-        out.append((start, len(text)))
-    return tuple((s, e) for s, e in out if text[s:e].strip())
-
-
-def _split_clauses(text: str, s0: int, e0: int) -> list[tuple[int, int]]:
-    out, start, depth = [], s0, 0
-    for i in range(s0, e0):
-        ch = text[i]
-        if ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth = max(0, depth - 1)
-        elif ch in _CLAUSE_END and depth == 0:
-            out.append((start, i + 1))
-            start = i + 1
-    if start < e0:
-        out.append((start, e0))
-    return out
-
-
-_TRIM_CHARS = " \t\r\n，,：:；;。！？!?、"
-
-
-def _trim(text: str, s: int, e: int) -> tuple[int, int]:
-    while s < e and text[s] in _TRIM_CHARS:
-        s += 1
-    while e > s and text[e - 1] in _TRIM_CHARS:
-        e -= 1
-    return s, e
 
 
 # --------------------------------------------------------------------------- alignment

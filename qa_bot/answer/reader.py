@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import trim
+
 __all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading"]
 
 log = logging.getLogger(__name__)
@@ -193,19 +195,8 @@ class Reader:
             if found is None or (best is not None and found[2] <= best.score):
                 continue
             ts, te, score = found
-            cs, ce = _tidy(passages[w.passage], w.offsets[ts][0], w.offsets[te][1])
+            # token edges drag in spaces and clause punctuation
+            cs, ce = trim(passages[w.passage], w.offsets[ts][0], w.offsets[te][1])
             if ce > cs:
                 best = ReadSpan(w.passage, cs, ce, score)
         return Reading(best, float(null))
-
-
-_EDGE = " \t\r\n，,。：:；;、！？!?"
-
-
-def _tidy(text: str, s: int, e: int) -> tuple[int, int]:
-    """Strip spaces and clause punctuation the token boundaries dragged into the span."""
-    while s < e and text[s] in _EDGE:
-        s += 1
-    while e > s and text[e - 1] in _EDGE:
-        e -= 1
-    return s, e

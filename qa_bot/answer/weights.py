@@ -10,7 +10,6 @@ embedder: a half-written or damaged merge is never loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from qa_bot.e5convert import file_sha256
 
 from .reader import ONNX_INT8, Reader
 
@@ -50,14 +51,6 @@ class ReaderManifest:
     stride: int
     null_threshold: float  # margin (best span − null) below which the reader abstains
     trained: dict[str, object]  # hyperparameters, data, scores: the model card's facts
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(shipped: Path = SHIPPED_DIR) -> ReaderManifest:
@@ -94,7 +87,7 @@ def export_delta(
     os.replace(tmp, shipped / WEIGHTS)
     manifest = {
         "format": FORMAT,
-        "sha256": _sha256(shipped / WEIGHTS),
+        "sha256": file_sha256(shipped / WEIGHTS),
         "base_source_sha256": base_source_sha256,
         "max_length": max_length,
         "stride": stride,
@@ -182,7 +175,7 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
     weights = shipped / WEIGHTS
     if not weights.is_file():
         raise ReaderLoadError(f"no reader weights shipped: {weights} is missing")
-    digest = _sha256(weights)
+    digest = file_sha256(weights)
     if digest != manifest.sha256:
         raise ReaderLoadError(f"{weights} is damaged (checksum {digest[:12]} ≠ {manifest.sha256[:12]})")
     base_sha = _base_source_sha(base_dir)
