@@ -67,6 +67,16 @@ def _bounded_counter(emb: Embedder) -> Callable[[str], int]:
     return count
 
 
+@dataclass(frozen=True)
+class Examination:
+    hits: list[ScoredChunk]
+    extraction: Extraction | None  # before abstention; confidence is the reader's margin
+    off_topic: bool  # no content word of the question in the top passages
+    words: list[str]  # the question's words (jieba), for the follow-up memory
+    retrieval_ms: float
+    answer_ms: float
+
+
 @dataclass
 class _Loaded:
     generation: str
@@ -302,20 +312,37 @@ class QAService:
     def retrieve(self, question: str, k: int) -> list[ScoredChunk]:
         return self._current().retriever.search(question, k)
 
+    def examine(self, question: str, k: int = 5) -> Examination:
+        """What ``ask`` decides from: the passages, the answer before abstention, and
+        whether the question is off-topic (also for tuning abstention, scripts/)."""
+        loaded = self._current()
+        t1 = time.perf_counter()
+        hits = loaded.retriever.search(question, k)
+        t2 = time.perf_counter()
+        lexical = loaded.retriever.lexical
+        # one segmentation serves the off-topic check and the follow-up memory
+        words = [w for w in lexical.tokenizer.words(question) if len(w) >= 2] if lexical else []
+        off_topic = self._off_topic(words, hits[:3])
+        extraction = self._extract(question, hits) if hits else None
+        t3 = time.perf_counter()
+        return Examination(hits, extraction, off_topic, words, (t2 - t1) * 1000, (t3 - t2) * 1000)
+
+    def abstains(self, ex: Examination) -> bool:
+        """By the reader's policy when the reader answered, else the extractor's."""
+        if ex.extraction is None:
+            return True
+        if self.reader is not None:
+            return (self._reader_policy or ReaderPolicy()).abstains(ex.extraction.confidence, ex.off_topic)
+        return self.abstain.abstains(ex.extraction.confidence, ex.off_topic)
+
     def ask(self, question: str, conversation: str | None = None, top_k: int | None = None) -> Answer:
         t0 = time.perf_counter()
         k = top_k or self.settings.top_k
         question = question.strip()
         resolved = self.memory.resolve(conversation, question) if conversation else question
-        loaded = self._current()
-        t1 = time.perf_counter()
-        hits = loaded.retriever.search(resolved, max(k, 5))
-        t2 = time.perf_counter()
-        lexical = loaded.retriever.lexical
-        # one segmentation serves the off-topic check and the follow-up memory
-        words = [w for w in lexical.tokenizer.words(resolved) if len(w) >= 2] if lexical else []
-        extraction, abstained = self._extract(resolved, hits, self._off_topic(words, hits[:3]))
-        t3 = time.perf_counter()
+        ex = self.examine(resolved, max(k, 5))
+        hits, extraction, words = ex.hits, ex.extraction, ex.words
+        abstained = self.abstains(ex)
         sources = [
             Source(h.chunk.article_path, h.chunk.title, h.chunk.date, h.chunk.url, h.chunk.text, h.score)
             for h in hits
@@ -333,8 +360,8 @@ class QAService:
             resolved_question=resolved if resolved != question else None,
             timing_ms={
                 "total": (time.perf_counter() - t0) * 1000,
-                "retrieval": (t2 - t1) * 1000,
-                "answer": (t3 - t2) * 1000,
+                "retrieval": ex.retrieval_ms,
+                "answer": ex.answer_ms,
             },
         )
         if conversation:
@@ -342,20 +369,12 @@ class QAService:
             self.memory.remember(conversation, resolved, top.title if top else None, words[:5])
         return answer
 
-    def _extract(
-        self, question: str, hits: list[ScoredChunk], off_topic: bool
-    ) -> tuple[Extraction | None, bool]:
-        """The answer and whether to abstain: by the reader when it loads, else by the
-        heuristic extractor, each with its own policy."""
-        if not hits:
-            return None, True
+    def _extract(self, question: str, hits: list[ScoredChunk]) -> Extraction | None:
+        """The reader's answer when it loads, else the heuristic extractor's."""
         reader = self.reader
         if reader is not None:
-            ex = read_answer(reader, question, hits)
-            policy = self._reader_policy or ReaderPolicy()
-            return ex, ex is None or policy.abstains(ex.confidence, off_topic)
-        ex = extract_answer(question, hits[:5])
-        return ex, ex is None or self.abstain.abstains(ex.confidence, off_topic)
+            return read_answer(reader, question, hits)
+        return extract_answer(question, hits[:5])
 
     @staticmethod
     def _off_topic(words: list[str], hits: list[ScoredChunk]) -> bool:
