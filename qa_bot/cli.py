@@ -278,7 +278,7 @@ def ask(
         if question is not None:
             if not question.strip():
                 raise UserError("the question is empty")
-            a = service.ask(question, top_k=top_k)
+            a = service.ask(_checked_text(question), top_k=top_k)
             if as_json:
                 _print_json(a.to_json())
             else:
@@ -286,8 +286,13 @@ def ask(
             return
         if not as_json:
             raise UserError("give a QUESTION, or use --json to read questions from stdin")
-        for line in sys.stdin:
-            q = line.strip()
+        for n, raw in enumerate(sys.stdin.buffer, 1):
+            try:
+                q = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                # one bad line costs one answer, not the rest of the batch
+                _print_json({"line": n, "error": f"not UTF-8 text ({e.reason} at byte {e.start})"})
+                continue
             if q:
                 _print_json(service.ask(q, top_k=top_k).to_json())
 
@@ -314,11 +319,31 @@ def chat(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
                 return
             except KeyboardInterrupt:
                 continue
+            except _BadLine as e:
+                err.print(f"[yellow]skipped a line:[/] {escape(str(e))}")
+                continue
             if not q.strip():
                 continue
-            render_answer(service.ask(q, conversation="terminal"), out)
+            try:
+                render_answer(service.ask(q, conversation="terminal"), out)
+            except KeyboardInterrupt:  # Ctrl-C cancels this answer, not the session
+                err.print("[dim]（已取消）[/]")
 
     _run(go)
+
+
+class _BadLine(Exception):
+    """A chat line that cannot be read; the session goes on."""
+
+
+def _checked_text(text: str) -> str:
+    """``text`` if it is valid Unicode: argv bytes that are not UTF-8 arrive as lone
+    surrogates, which would fail later, deep inside the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("the question is not UTF-8 text") from None
+    return text
 
 
 def _line_reader(s: Settings):  # type: ignore[no-untyped-def]
@@ -334,10 +359,13 @@ def _line_reader(s: Settings):  # type: ignore[no-untyped-def]
     def plain() -> str:
         sys.stdout.write("问> ")
         sys.stdout.flush()
-        line = sys.stdin.readline()
+        line = sys.stdin.buffer.readline()
         if not line:
             raise EOFError
-        return line.rstrip("\n")
+        try:
+            return line.decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError as e:
+            raise _BadLine(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
 
     return plain
 

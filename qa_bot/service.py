@@ -49,6 +49,9 @@ from .types import (
 
 log = logging.getLogger(__name__)
 
+#: longest question read; the bot refuses longer ones with this number
+MAX_QUESTION_CHARS = 400
+
 
 def _bounded_counter(emb: Embedder) -> Callable[[str], int]:
     """``emb.count_tokens`` only where the answer matters.
@@ -338,7 +341,9 @@ class QAService:
     def ask(self, question: str, conversation: str | None = None, top_k: int | None = None) -> Answer:
         t0 = time.perf_counter()
         k = top_k or self.settings.top_k
-        question = question.strip()
+        # a pasted essay would cost seconds of encoding for nothing: the encoders read a
+        # few hundred characters of a question at most (the bot refuses longer ones)
+        question = question.strip()[:MAX_QUESTION_CHARS]
         resolved = self.memory.resolve(conversation, question) if conversation else question
         ex = self.examine(resolved, max(k, 5))
         hits, extraction, words = ex.hits, ex.extraction, ex.words
@@ -386,9 +391,8 @@ class QAService:
     # -- bot helpers -------------------------------------------------------------
     @property
     def max_question_chars(self) -> int:
-        """Longer questions are refused by the bot; the reader reads at most this much."""
-        reader = self.reader
-        return reader.max_question_chars if reader is not None else 400
+        """Longer questions are refused by the bot and cut by ``ask``."""
+        return MAX_QUESTION_CHARS
 
     def latest(self, n: int = 5) -> list[LatestArticle]:
         return [
