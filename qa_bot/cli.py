@@ -7,8 +7,10 @@ bug shows a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -88,6 +90,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (UserError, ModelLoadError, IndexProblem, CorpusError)
 
 
+# the disk, not the program: full, read-only, permissions, I/O, quota
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EDQUOT})
+
+
 def _run(fn):  # type: ignore[no-untyped-def]
     """Call ``fn`` turning known failures into one line and exit code 2."""
     try:
@@ -99,6 +105,11 @@ def _run(fn):  # type: ignore[no-untyped-def]
     except Exception as e:
         if isinstance(e, _known_errors()):
             raise _fail(str(e)) from None
+        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+            where = f": {e.filename}" if e.filename else ""
+            raise _fail(f"{e.strerror or e}{where}; the published index keeps answering") from None
+        if isinstance(e, sqlite3.OperationalError) and "disk" in str(e):
+            raise _fail(f"{e}; the published index keeps answering") from None
         raise
 
 

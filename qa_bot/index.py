@@ -150,6 +150,13 @@ class IndexBusy(IndexProblem):
         )
 
 
+class StorageProblem(IndexProblem):
+    """The disk refused a write or read (full, read-only, I/O error): nothing is damaged."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot use {path}: {reason}; the published index keeps answering")
+
+
 class ShrinkRefused(IndexProblem):
     """The update would publish far fewer articles than the published index holds."""
 
@@ -736,6 +743,33 @@ def index_stats(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- vector cache
 
 
+def _sqlite_reason(e: sqlite3.Error) -> str:
+    return f"{e} ({getattr(e, 'sqlite_errorname', 'SQLITE_ERROR')})"
+
+
+def _is_corrupt(path: Path, e: sqlite3.DatabaseError) -> bool:
+    """True only for a real integrity failure: SQLite says the file is no database or
+    malformed, and ``PRAGMA integrity_check`` (when it can run) agrees."""
+    if getattr(e, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+    except sqlite3.DatabaseError as again:
+        return getattr(again, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def remove_damaged_caches(index_dir: Path) -> int:
+    """Delete vector caches set aside as damaged: called once an update has published,
+    so the damaged copy is no longer the only record of anything."""
+    n = 0
+    for p in Path(index_dir).glob(f"{CACHE_NAME}.damaged-*"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n
+
+
 class _VectorCache:
     """(model, text_hash) → float32 vector, committed batch by batch.
 
@@ -748,6 +782,9 @@ class _VectorCache:
         try:
             self._conn = self._connect()
         except sqlite3.DatabaseError as e:
+            if not _is_corrupt(path, e):
+                # disk full, I/O error, read-only: the file is fine, the disk is not
+                raise StorageProblem(path, _sqlite_reason(e)) from None
             # it is only a cache: set the damaged file aside rather than fail the update
             aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
             log.warning("vector cache %s unreadable (%s); moved to %s", path, e, aside)
@@ -1410,6 +1447,7 @@ def _update_locked(
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
     _gc(index_dir, {gen_id} | ({pm.generation} if pm else set()))
+    remove_damaged_caches(index_dir)
     report.generation = gen_id
     report.published = True
     report.seconds = time.monotonic() - t0
