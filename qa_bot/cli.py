@@ -137,10 +137,7 @@ def _progress_update(service: QAService, *, full: bool, quiet: bool = False, all
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        from .ingest import skips_reported_by_caller
-
-        with skips_reported_by_caller():  # every caller prints the skips it gets back
-            return service.update(full=full, progress=progress, allow_shrink=allow_shrink)
+        return service.update(full=full, progress=progress, allow_shrink=allow_shrink)
 
 
 def _report_json(report, skipped, seconds: float | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -474,7 +471,10 @@ def watch(
             signal.signal(sig, lambda *_: stop.set())
 
         def update() -> str:
+            from .ingest import log_skips
+
             r, skipped = service.update()
+            log_skips(skipped)
             return (
                 f"index update: +{r.added} ~{r.changed} -{r.removed} articles, "
                 f"{r.embedded_chunks} embedded, {r.reused_chunks} reused, {r.total_chunks} chunks, "

@@ -29,7 +29,7 @@ from .chunking import CHUNKER_VERSION, chunk_corpus
 from .config import DEFAULT_MODEL, Settings
 from .embedding import Embedder
 from .followup import ConversationMemory
-from .ingest import load_corpus
+from .ingest import load_corpus, log_skips
 from .lexical import QUESTION_STOPWORDS, build_lexical, load_lexical
 from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .retrieval import HybridRetriever, RetrievalConfig
@@ -413,6 +413,7 @@ class QAService:
 
     def reindex(self) -> ReindexReport:
         report, skipped = self.update()
+        log_skips(skipped)
         return ReindexReport(
             added=report.added,
             changed=report.changed,

@@ -15,13 +15,12 @@ Modules: ``files`` (walking, symlinks, capped reads, file names), ``frontmatter`
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from qa_bot.chunking import count_passages
@@ -54,7 +53,7 @@ __all__ = [
     "load_corpus",
     "parse_bytes",
     "parse_post",
-    "skips_reported_by_caller",
+    "log_skips",
 ]
 
 #: a fallback title (empty ``title:``) is cut to this many characters
@@ -212,8 +211,6 @@ def load_corpus(
         except Exception as exc:  # noqa: BLE001 - any failure of one post is that post's skip
             log.debug("skipping %s", cand.shown, exc_info=not isinstance(exc, PostError))
             skipped.append(Skipped(path=cand.shown, reason=_reason(exc)))
-    for sk in skipped:
-        skip_log.warning("skipping %s: %s", sk.path, sk.reason)
     if not articles:
         first = skipped[0]
         raise CorpusError(
@@ -223,13 +220,8 @@ def load_corpus(
     return articles, skipped
 
 
-@contextlib.contextmanager
-def skips_reported_by_caller() -> Iterator[None]:
-    """Silence the per-post skip warnings inside the block, for a caller that prints
-    the returned skips itself (so each skipped post is reported once, not twice)."""
-    previous = skip_log.level
-    skip_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        skip_log.setLevel(previous)
+def log_skips(skipped: Iterable[Skipped]) -> None:
+    """One warning line per skipped post, for callers that do not print the skips
+    themselves (the watcher, the bot's /reindex); ``load_corpus`` only returns them."""
+    for sk in skipped:
+        skip_log.warning("skipping %s: %s", sk.path, sk.reason)
