@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qa_bot.answer.heuristic import (
-    Extraction,
-    QType,
-    classify_question,
-    content_terms,
+from qa_bot.answer import Extraction, QType, classify_question, content_terms, extract_answer
+from qa_bot.answer.spans import (
     date_spans,
     entity_spans,
-    extract_answer,
     list_spans,
     number_spans,
     reason_spans,

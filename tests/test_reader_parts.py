@@ -148,3 +148,13 @@ def test_reader_policy_needs_more_margin_off_topic() -> None:
     assert p.abstains(1.5, off_topic=True)
     assert p.abstains(0.5, off_topic=False)
     assert not p.abstains(3.5, off_topic=True)
+
+
+def test_answer_public_api_is_exactly_all() -> None:
+    import qa_bot.answer as package
+
+    namespace: dict = {}
+    exec("from qa_bot.answer import *", namespace)
+    exported = {k for k in namespace if not k.startswith("__")}
+    assert exported == set(package.__all__)
+    assert all(getattr(package, name) is not None for name in package.__all__)

@@ -1,46 +1,37 @@
 """Short verbatim answers from retrieved passages.
 
-Parts: ``heuristic`` (question typing, typed spans and the hand-weighted extractor, the
-fallback when no reader loads), ``reader`` (the trained span-extraction model),
-``reading`` (its answer from retrieved passages), ``compose`` (the clause shown around a
-span), ``confidence`` (abstention),
-``weights`` (shipped reader weights merged onto the base model), ``metrics`` (CMRC 2018
-EM/F1), ``training`` (training data for the reader).
+Parts, one file each: ``reader`` (the trained span-extraction model) and ``reading`` (its
+answer from the top passages); ``weights`` (the shipped reader weights, merged onto the
+base model at first use); ``compose`` (the clause shown around a span, and the
+``Extraction`` every answerer returns); ``confidence`` (abstention); ``qtype`` (question
+typing); ``spans`` (typed span detectors) and ``heuristic`` (the hand-weighted extractor:
+the fallback when no reader weights load); ``text`` (the one sentence and clause
+splitter); ``metrics`` (CMRC 2018 EM/F1); ``training`` (the reader's training data).
 """
 
-from .compose import answer_window
+from .compose import Extraction, answer_window
 from .confidence import AbstainPolicy, ReaderPolicy
-from .heuristic import (
-    FEATURES,
-    WEIGHTS,
-    Extraction,
-    QType,
-    Span,
-    classify_question,
-    content_terms,
-    extract_answer,
-    find_spans,
-)
+from .heuristic import FEATURES, WEIGHTS, content_terms, extract_answer
 from .metrics import cmrc_em, cmrc_f1
+from .qtype import QType, classify_question
 from .reader import Reader, Reading, ReadSpan
 from .reading import read_answer
+from .spans import Span, find_spans
 from .weights import ReaderLoadError, ensure_merged, load_shipped_reader
 
 __all__ = [
     "FEATURES",
-    "AbstainPolicy",
-    "ReaderPolicy",
-    "answer_window",
-    "read_answer",
-    "load_shipped_reader",
     "WEIGHTS",
+    "AbstainPolicy",
     "Extraction",
     "QType",
     "ReadSpan",
     "Reader",
     "ReaderLoadError",
+    "ReaderPolicy",
     "Reading",
     "Span",
+    "answer_window",
     "classify_question",
     "cmrc_em",
     "cmrc_f1",
@@ -48,4 +39,6 @@ __all__ = [
     "ensure_merged",
     "extract_answer",
     "find_spans",
+    "load_shipped_reader",
+    "read_answer",
 ]

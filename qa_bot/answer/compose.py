@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .qtype import QType
 from .text import clause_bounds, sentence_bounds, trim
 
-__all__ = ["answer_window"]
+__all__ = ["Extraction", "answer_window"]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """A short verbatim answer: ``text``, with ``highlight`` the key span inside it, taken
+    from passage ``passage_index``; ``confidence`` is the extractor's score in [0, 1] or
+    the reader's margin (best span − null score)."""
+
+    text: str
+    highlight: tuple[int, int] | None
+    passage_index: int
+    qtype: QType
+    confidence: float
 
 
 def answer_window(text: str, start: int, end: int, max_chars: int = 120) -> tuple[int, int]:

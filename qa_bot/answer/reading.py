@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from qa_bot.types import ScoredChunk
 
-from .compose import answer_window
-from .heuristic import Extraction, classify_question
+from .compose import Extraction, answer_window
+from .qtype import classify_question
 from .reader import Reader
 
 __all__ = ["read_answer"]
