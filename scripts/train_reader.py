@@ -239,6 +239,20 @@ def write_card(out: Path, manifest: dict, facts: dict, args: argparse.Namespace)
         "- Negatives: question + most similar other paragraph, question + own paragraph minus the answer sentence.",
         "- Never trained on: ../shared/eval (CMRC 2018 trial, finews dev).",
         "",
+        "## CMRC 2018 trial, given the gold paragraph (validation: never trained on)",
+        "",
+        "| backend | questions | span EM | span F1 | null threshold | answerable vs unanswerable acc |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {b} | {r['questions']} | {r['em']} | {r['f1']} | {r['null_threshold']} "
+            f"| {r['answerable_vs_unanswerable_acc']} |"
+            for b, r in tr.get("trial_gold_paragraph", {}).items()
+        ),
+        "",
+        "In the whole pipeline (README, Answer quality) this reader measures worse than the",
+        "heuristic extractor, so it is shipped as an option (QA_BOT_READER=onnx-int8), not the",
+        "default. Next steps: a second epoch (the run resumes), fewer frozen layers.",
+        "",
         "## Facts",
         "```json",
         json.dumps(tr, ensure_ascii=False, indent=1),

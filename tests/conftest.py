@@ -32,8 +32,8 @@ def cli_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
     dropped = ("QA_BOT_CRASH_AT", "COLUMNS", "LINES")
     merged = {k: v for k, v in os.environ.items() if k not in dropped}
     merged.setdefault("PYTHONUNBUFFERED", "1")
-    # the heuristic extractor unless a test asks for the trained reader: merging and
-    # loading it per temporary cache would cost a minute in every CLI test
+    # the default answerer (the heuristic extractor) unless a test asks for the reader,
+    # whatever the developer's shell says
     merged.setdefault("QA_BOT_READER", "off")
     for k, v in (env or {}).items():
         if v is None:

