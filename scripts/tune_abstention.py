@@ -42,6 +42,8 @@ class Probe:
 
 def service_for(questions: Path, corpus: Path | None) -> tuple[QAService, list]:
     s = Settings()
+    if s.reader == "off":  # the default answerer is the extractor; this tunes the reader
+        s = s.model_copy(update={"reader": "onnx-int8"})
     qs, posts = load_questions(questions)
     gen_corpus, gen_index = eval_dirs(s.cache_dir, questions, corpus)
     if posts is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -635,15 +636,20 @@ def test_second_writer_gets_busy(built: tuple[Path, Corpus, CountingEmbedder]) -
     assert not update_index(idx, *corpus.build(), emb, lock_timeout=0).published
 
 
-def test_damaged_vector_cache_is_set_aside(built: tuple[Path, Corpus, CountingEmbedder]) -> None:
+def test_damaged_vector_cache_is_set_aside(
+    built: tuple[Path, Corpus, CountingEmbedder], caplog: pytest.LogCaptureFixture
+) -> None:
     idx, corpus, emb = built
     for suffix in ("-wal", "-shm"):
         Path(f"{idx / CACHE_NAME}{suffix}").unlink(missing_ok=True)
     (idx / CACHE_NAME).write_bytes(b"this is not a database" * 100)
     corpus.add("_posts/y.md", seed=92)
-    rep = update_index(idx, *corpus.build(), emb)
+    with caplog.at_level(logging.WARNING, logger="qa_bot.index"):
+        rep = update_index(idx, *corpus.build(), emb)
     assert rep.published and rep.embedded_chunks == 4
-    assert list(idx.glob(f"{CACHE_NAME}.damaged-*"))
+    assert any("moved to" in r.getMessage() and ".damaged-" in r.getMessage() for r in caplog.records)
+    # once the update has published, the set-aside copy is no longer needed (issue 11)
+    assert not list(idx.glob(f"{CACHE_NAME}.damaged-*"))
 
 
 # --------------------------------------------------------------------------- approximate search
