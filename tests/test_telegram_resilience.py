@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -199,6 +200,13 @@ def test_length_limit_follows_the_service_and_says_both_numbers(fake: FakeTelegr
 # ----------------------------------------------------------------------------- process
 
 
+def _assert_exited_on_rejected_token(proc: subprocess.Popen[str], out: str, err: str) -> None:
+    """Exit 2 (a supervisor restarts the bot), one line naming the setting, no token."""
+    assert proc.returncode == 2, err
+    assert "CONFIG ERROR: Telegram rejected TELEGRAM_BOT_TOKEN" in out
+    assert TOKEN not in out + err
+
+
 def test_401_from_get_updates_while_running_exits_nonzero(fake: FakeTelegram) -> None:
     proc = spawn_bot(fake.base_url)
     try:
@@ -209,9 +217,7 @@ def test_401_from_get_updates_while_running_exits_nonzero(fake: FakeTelegram) ->
         out, err = proc.communicate(timeout=15)
     finally:
         _stop(proc)
-    assert proc.returncode == 2, err
-    assert "CONFIG ERROR: Telegram rejected TELEGRAM_BOT_TOKEN" in out
-    assert TOKEN not in out + err
+    _assert_exited_on_rejected_token(proc, out, err)
 
 
 def _free_port() -> int:
@@ -293,6 +299,4 @@ def test_401_on_send_in_webhook_mode_exits_nonzero(fake: FakeTelegram) -> None:
         out, err = proc.communicate(timeout=15)
     finally:
         _stop(proc)
-    assert proc.returncode == 2, err
-    assert "CONFIG ERROR: Telegram rejected TELEGRAM_BOT_TOKEN" in out
-    assert TOKEN not in out + err
+    _assert_exited_on_rejected_token(proc, out, err)
