@@ -572,11 +572,10 @@ def _subject_penalised(g: str, qterms: Sequence[str]) -> bool:
 
 
 # The window score is WEIGHTS · features. The weights were set by hand on the dev sets;
-# ``scripts/train_extractor.py`` fits them instead (a conditional logit over each question's
-# windows, the windows holding the gold answer being the positives) and cross-validates.
-# Measured 2026-12-01 (extractor alone, top 5 passages): learned weights reach CMRC trial
-# answer_hit 0.718 cross-validated vs 0.712 by hand, but finews 0.750 vs 0.821, so the
-# hand weights stay.
+# fitted instead (a conditional logit over each question's windows, the windows holding the
+# gold answer being the positives; the fitting script is retired with the trained reader)
+# and cross-validated on 2026-12-01, they reached CMRC trial answer_hit 0.718 vs 0.712 by
+# hand, but finews 0.750 vs 0.821, so the hand weights stay.
 FEATURES = (
     "coverage",  # idf-weighted question terms in the window (context counts partly) × passage weight
     "align",  # character alignment of the question with the sentence × passage weight
