@@ -65,7 +65,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -76,8 +76,19 @@ import numpy as np
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from .embedding import Embedder
-from .types import Article, Chunk
+from ..embedding import Embedder
+from ..types import Article, Chunk
+from .errors import (
+    BUILD_HINT,
+    IndexBusy,
+    IndexCorrupt,
+    IndexMissing,
+    IndexProblem,
+    ModelMismatch,
+    ShrinkRefused,
+    StorageProblem,
+)
+from .store import ArticleInfo, UpdateReport
 
 log = logging.getLogger(__name__)
 
@@ -94,80 +105,10 @@ META_NAME = "meta.sqlite"
 VECTORS_NAME = "vectors.faiss"
 GEN_PREFIX = "gen-"
 TMP_PREFIX = ".tmp-"
-BUILD_HINT = "run `qa-bot index build`"
 
 _GEN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _SQL_VARS = 500  # well below SQLite's host-parameter limit
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class IndexProblem(Exception):
-    """Base of the index errors; ``str(e)`` is a one-line message for the user."""
-
-
-class IndexMissing(IndexProblem):
-    def __init__(self, index_dir: Path) -> None:
-        self.index_dir = index_dir
-        super().__init__(f"no index in {index_dir}: {BUILD_HINT}")
-
-
-class IndexCorrupt(IndexProblem):
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"index file {path} is damaged ({reason}): {BUILD_HINT}")
-
-
-class IndexOutdated(IndexProblem):
-    def __init__(self, index_dir: Path) -> None:
-        super().__init__(
-            f"the index in {index_dir} was written by another version of qa-bot: "
-            "run `qa-bot index update` (cached vectors are reused)"
-        )
-
-
-class ModelMismatch(IndexProblem):
-    def __init__(
-        self, index_dir: Path, index_model: str, index_dim: int, model: str | None, dim: int | None
-    ) -> None:
-        self.index_model, self.index_dim, self.model, self.dim = index_model, index_dim, model, dim
-        current = f"{model if model is not None else index_model} (dim {dim if dim is not None else index_dim})"
-        super().__init__(
-            f"index in {index_dir} was built with model {index_model} (dim {index_dim}), "
-            f"the current model is {current}: rebuild with `qa-bot index build`"
-        )
-
-
-class IndexBusy(IndexProblem):
-    def __init__(self, lock_path: Path, timeout: float) -> None:
-        self.lock_path = lock_path
-        super().__init__(
-            f"another index update is running (lock {lock_path} held for more than {timeout:g}s); "
-            "try again when it has finished"
-        )
-
-
-class StorageProblem(IndexProblem):
-    """The disk refused a write or read (full, read-only, I/O error): nothing is damaged."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"cannot use {path}: {reason}; the published index keeps answering")
-
-
-class ShrinkRefused(IndexProblem):
-    """The update would publish far fewer articles than the published index holds."""
-
-    def __init__(self, before: int, after: int, max_fraction: float) -> None:
-        self.before, self.after, self.max_fraction = before, after, max_fraction
-        super().__init__(
-            f"refusing to publish: the corpus now yields {after} articles, the published index "
-            f"has {before} (more than {max_fraction:.0%} fewer, QA_BOT_MAX_SHRINK_FRACTION); "
-            "the published index keeps answering. Fix the posts, or pass --allow-shrink "
-            "to remove them on purpose"
-        )
 
 
 class _Vanished(Exception):
@@ -329,19 +270,6 @@ def published_generation(index_dir: str | os.PathLike[str]) -> str | None:
 
 
 # --------------------------------------------------------------------------- snapshot
-
-
-@dataclass(frozen=True)
-class ArticleInfo:
-    path: str
-    title: str
-    date: str | None
-    url: str | None
-    source: str | None
-    content_hash: str
-    n_chunks: int
-    categories: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
 
 
 _CHUNK_COLS = "chunk_id, article_path, ordinal, title, date, url, text, embed_text, text_hash"
@@ -844,29 +772,6 @@ class _VectorCache:
 
 
 # --------------------------------------------------------------------------- update
-
-
-@dataclass
-class UpdateReport:
-    added: int = 0  # articles
-    changed: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    embedded_chunks: int = 0  # distinct texts sent to the model
-    reused_chunks: int = 0  # chunks of the new generation that needed no model call
-    total_chunks: int = 0
-    total_articles: int = 0
-    generation: str | None = None
-    seconds: float = 0.0
-    published: bool = False
-    rebuilt: bool = False  # the faiss index was built from scratch (full, IVF (re)train, repair)
-    faiss_kind: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seconds"] = round(self.seconds, 3)
-        return d
 
 
 @dataclass
