@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     # overrides the shipped reader's abstention threshold (its margin, best span − null)
     reader_threshold: float | None = Field(None, validation_alias="QA_BOT_READER_THRESHOLD")
     log_level: str = Field("INFO", validation_alias="QA_BOT_LOG_LEVEL")
+    # the Milvus store (QA_BOT_STORE=milvus): a path ending in .db is Milvus Lite, embedded
+    # in the process (one process at a time); http://host:19530 is a Milvus server or
+    # cluster. None: <index_dir>/milvus.db. The token is a secret: never printed or logged.
+    milvus_uri: str | None = Field(None, validation_alias="QA_BOT_MILVUS_URI")
+    milvus_token: SecretStr | None = Field(None, validation_alias="QA_BOT_MILVUS_TOKEN")
+    # collection names start with it, so several indexes can share one Milvus
+    milvus_prefix: str = Field(
+        "qa_bot", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$", validation_alias="QA_BOT_MILVUS_PREFIX"
+    )
 
     # per-post ingest limits (qa_bot.ingest.limits.IngestLimits holds the same defaults)
     max_post_bytes: int = Field(1024 * 1024, ge=1, validation_alias="QA_BOT_MAX_POST_BYTES")
