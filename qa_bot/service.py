@@ -20,6 +20,7 @@ from .answer import (
     AbstainPolicy,
     Extraction,
     Reader,
+    ReaderChoice,
     ReaderLoadError,
     ReaderPolicy,
     extract_answer,
@@ -107,6 +108,7 @@ class QAService:
         self.abstain = abstain or AbstainPolicy()
         self._reader = reader
         self._reader_policy = reader_policy
+        self._reader_choice = ReaderChoice()
         # loading is tried once: a failure is one warning, then the extractor answers
         self._reader_tried = reader is not None
         self.memory = memory or ConversationMemory()
@@ -152,9 +154,11 @@ class QAService:
         answers, after one warning)."""
         with self._lock:
             if not self._reader_tried:
-                self._reader_tried = True
                 if self.settings.reader != "off":
                     self._load_reader()
+                # only once it returned: a Ctrl-C in the middle of loading (chat cancels
+                # the answer) must not leave the session on the fallback for good
+                self._reader_tried = True
             return self._reader
 
     def _load_reader(self) -> None:
@@ -170,6 +174,8 @@ class QAService:
         except ReaderLoadError as e:
             log.warning("reader not loaded, using the heuristic extractor: %s", e)
             return
+        log.info("reader loaded: %s from %s", self.settings.reader, self._reader.model_dir.name)
+        self._reader_choice = manifest.choice
         if self._reader_policy is None:
             threshold = self.settings.reader_threshold
             self._reader_policy = ReaderPolicy(
@@ -315,9 +321,10 @@ class QAService:
     def retrieve(self, question: str, k: int) -> list[ScoredChunk]:
         return self._current().retriever.search(question, k)
 
-    def examine(self, question: str, k: int = 5) -> Examination:
+    def examine(self, question: str, k: int = 5, *, answer: bool = True) -> Examination:
         """What ``ask`` decides from: the passages, the answer before abstention, and
-        whether the question is off-topic (also for tuning abstention, scripts/)."""
+        whether the question is off-topic (also for tuning the reader, scripts/: with
+        ``answer=False`` only retrieval runs)."""
         loaded = self._current()
         t1 = time.perf_counter()
         hits = loaded.retriever.search(question, k)
@@ -326,7 +333,7 @@ class QAService:
         # one segmentation serves the off-topic check and the follow-up memory
         words = [w for w in lexical.tokenizer.words(question) if len(w) >= 2] if lexical else []
         off_topic = self._off_topic(words, hits[:3])
-        extraction = self._extract(question, hits) if hits else None
+        extraction = self._extract(question, hits) if hits and answer else None
         t3 = time.perf_counter()
         return Examination(hits, extraction, off_topic, words, (t2 - t1) * 1000, (t3 - t2) * 1000)
 
@@ -378,7 +385,7 @@ class QAService:
         """The reader's answer when it loads, else the heuristic extractor's."""
         reader = self.reader
         if reader is not None:
-            return read_answer(reader, question, hits)
+            return read_answer(reader, question, hits, self._reader_choice)
         return extract_answer(question, hits[:5])
 
     @staticmethod

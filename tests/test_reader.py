@@ -188,3 +188,49 @@ def test_training_script_runs_end_to_end_and_resumes(
     assert (out / "MODEL_CARD.md").is_file()
     r, _ = load_shipped_reader(model_cache, shipped=out)
     assert r.read("算力小镇投资多少", [SEED]).best is not None
+
+
+def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    """SIGINT while the first answer loads the encoder and the reader: that answer is
+    cancelled with one line, the session goes on, and the next question is answered by
+    the reader (whose load was interrupted, so it is tried again)."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import cli_command
+
+    shutil.copytree(REPO / "corpus", tmp_path / "corpus")
+    env = cli_env({
+        "QA_BOT_CORPUS_DIR": str(tmp_path / "corpus"),
+        "QA_BOT_INDEX_DIR": str(tmp_path / "embeddings"),
+        "QA_BOT_CACHE_DIR": str(model_cache),
+        "QA_BOT_READER": "onnx-int8",
+        "QA_BOT_LOG_LEVEL": "INFO",
+    })
+    code, _, err = run_cli(["index", "build"], env, timeout=600)
+    assert code == 0, err
+    load_shipped_reader(model_cache)  # merged beforehand: the load below is seconds, not minutes
+    proc = subprocess.Popen(
+        [*cli_command(), "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    banner = proc.stdout.readline().decode()
+    assert "新闻问答" in banner
+    proc.stdin.write("算力小镇投资多少\n".encode())
+    proc.stdin.flush()
+    time.sleep(0.4)  # the first answer loads two models first: well over a second
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.stdin.write("算力小镇投资多少\n".encode())
+    proc.stdin.close()
+    out, err_b = proc.communicate(timeout=300)
+    err = err_b.decode()
+    assert proc.returncode == 0, err
+    assert err.count("已取消") == 1 and "Traceback" not in err
+    answers = [line for line in out.decode().splitlines() if "答：" in line]
+    assert len(answers) == 1
+    assert "reader not loaded" not in err and err.count("reader loaded: onnx-int8") == 1

@@ -8,10 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from qa_bot.answer import answer_window, cmrc_em, cmrc_f1
+from qa_bot.answer import (
+    ReaderChoice,
+    ReaderLoadError,
+    answer_window,
+    choose_span,
+    cmrc_em,
+    cmrc_f1,
+    shown_window,
+)
 from qa_bot.answer.confidence import ReaderPolicy
 from qa_bot.answer.metrics import mixed_segmentation
+from qa_bot.answer.reader import Reading, ReadSpan
 from qa_bot.answer.training import QAExample, load_squad, make_negatives, to_simplified
+from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, read_manifest
 
 
 def test_mixed_segmentation_splits_chinese_by_character_and_other_text_by_word() -> None:
@@ -158,3 +168,56 @@ def test_answer_public_api_is_exactly_all() -> None:
     exported = {k for k in namespace if not k.startswith("__")}
     assert exported == set(package.__all__)
     assert all(getattr(package, name) is not None for name in package.__all__)
+
+
+def _reading(*spans: tuple[int, int, float] | None, nulls: tuple[float, ...] | None = None) -> Reading:
+    made = tuple(None if s is None else ReadSpan(i, *s) for i, s in enumerate(spans))
+    return Reading(made, nulls or (0.0,) * len(spans))
+
+
+def test_choose_span_weighs_retrieval_rank_against_span_score() -> None:
+    reading = _reading((0, 2, 5.0), (3, 6, 6.5), None)
+    assert choose_span(reading, 0.0).passage == 1  # raw scores: the second passage wins
+    assert choose_span(reading, 2.0).passage == 0  # 6.5 - 2 < 5: the top passage wins
+    assert choose_span(_reading(None, None), 1.0) is None
+
+
+def test_reading_margin_is_against_the_lowest_null_score() -> None:
+    reading = _reading((0, 2, 5.0), (3, 6, 6.5), nulls=(1.0, 3.0))
+    assert reading.best is not None and reading.best.passage == 1
+    assert reading.margin == 5.5
+    assert reading.margin_of(reading.spans[0]) == 4.0
+
+
+def test_sentence_window_shows_the_whole_sentence_when_it_fits() -> None:
+    text = "尤金袋鼠分布在澳洲南部。由于牠们大量繁殖，破坏了生活环境而被认为是害虫。后来被保护。"
+    start = text.index("由于")
+    end = text.index("环境") + 2
+    ws, we = shown_window(text, start, end, "sentence", 120)
+    assert text[ws:we] == "由于牠们大量繁殖，破坏了生活环境而被认为是害虫。"
+    # too long for the limit: the clause window instead, the span kept whole
+    ws, we = shown_window(text, start, end, "sentence", 20)
+    assert (ws, we) == answer_window(text, start, end, 20)
+    assert ws <= start and we >= end
+    ws, we = shown_window(text, start, end, "clause", 120)
+    assert text[ws:we] == "由于牠们大量繁殖，破坏了生活环境而被认为是害虫"  # no full stop
+
+
+def test_reader_choice_validates_with_the_valid_choices_in_the_message() -> None:
+    with pytest.raises(ValueError, match="clause, sentence"):
+        ReaderChoice(window="paragraph")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        ReaderChoice(max_passages=0)
+
+
+def test_manifest_choice_is_read_and_a_bad_one_is_a_load_error(tmp_path: Path) -> None:
+    shipped = tmp_path / "r"
+    shipped.mkdir()
+    raw = json.loads((SHIPPED_DIR / MANIFEST).read_text(encoding="utf-8"))
+    raw["choice"] = {"max_passages": 2, "rank_penalty": 1.5, "window": "sentence"}
+    (shipped / MANIFEST).write_text(json.dumps(raw), encoding="utf-8")
+    assert read_manifest(shipped).choice == ReaderChoice(2, 1.5, "sentence")
+    raw["choice"]["window"] = "page"
+    (shipped / MANIFEST).write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ReaderLoadError, match="unreadable"):
+        read_manifest(shipped)

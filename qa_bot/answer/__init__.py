@@ -15,7 +15,7 @@ from .heuristic import FEATURES, WEIGHTS, content_terms, extract_answer
 from .metrics import cmrc_em, cmrc_f1
 from .qtype import QType, classify_question
 from .reader import Reader, Reading, ReadSpan
-from .reading import read_answer
+from .reading import ReaderChoice, choose_span, read_answer, shown_window
 from .spans import Span, find_spans
 from .weights import ReaderLoadError, ensure_merged, load_shipped_reader
 
@@ -27,11 +27,13 @@ __all__ = [
     "QType",
     "ReadSpan",
     "Reader",
+    "ReaderChoice",
     "ReaderLoadError",
     "ReaderPolicy",
     "Reading",
     "Span",
     "answer_window",
+    "choose_span",
     "classify_question",
     "cmrc_em",
     "cmrc_f1",
@@ -41,4 +43,5 @@ __all__ = [
     "find_spans",
     "load_shipped_reader",
     "read_answer",
+    "shown_window",
 ]

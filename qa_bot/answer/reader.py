@@ -44,13 +44,28 @@ class ReadSpan:
 
 @dataclass(frozen=True)
 class Reading:
-    best: ReadSpan | None
-    null_score: float  # lowest null score over the windows read
+    """What the model made of each passage read: its best span and its null score."""
+
+    spans: tuple[ReadSpan | None, ...]  # per passage, in the order given
+    nulls: tuple[float, ...]  # per passage: the lowest null score over its windows
+
+    @property
+    def best(self) -> ReadSpan | None:
+        """The span with the highest raw score over all passages."""
+        found = [s for s in self.spans if s is not None]
+        return max(found, key=lambda s: s.score) if found else None
+
+    @property
+    def null_score(self) -> float:
+        return min(self.nulls) if self.nulls else 0.0
+
+    def margin_of(self, span: ReadSpan | None) -> float:
+        """``span``'s score minus the null score: > 0 means the model prefers an answer."""
+        return -np.inf if span is None else span.score - self.null_score
 
     @property
     def margin(self) -> float:
-        """Best span score minus the null score: > 0 means the model prefers an answer."""
-        return -np.inf if self.best is None else self.best.score - self.null_score
+        return self.margin_of(self.best)
 
 
 @dataclass(frozen=True)
@@ -184,19 +199,20 @@ class Reader:
         passages = list(passages)
         question = question.strip()[: self.max_question_chars]
         if not passages or not question:
-            return Reading(None, 0.0)
+            return Reading((None,) * len(passages), (0.0,) * len(passages))
         windows = self.windows(question, passages)
         starts, ends = self.logits(windows)
-        best: ReadSpan | None = None
-        null = np.inf
+        spans: list[ReadSpan | None] = [None] * len(passages)
+        nulls = [np.inf] * len(passages)
         for w, s, e in zip(windows, starts, ends, strict=True):
-            null = min(null, float(s[0] + e[0]))
+            nulls[w.passage] = min(nulls[w.passage], float(s[0] + e[0]))
             found = _best_in_window(s, e, w.context, self.max_answer_tokens)
-            if found is None or (best is not None and found[2] <= best.score):
+            held = spans[w.passage]
+            if found is None or (held is not None and found[2] <= held.score):
                 continue
             ts, te, score = found
             # token edges drag in spaces and clause punctuation
             cs, ce = trim(passages[w.passage], w.offsets[ts][0], w.offsets[te][1])
             if ce > cs:
-                best = ReadSpan(w.passage, cs, ce, score)
-        return Reading(best, float(null))
+                spans[w.passage] = ReadSpan(w.passage, cs, ce, score)
+        return Reading(tuple(spans), tuple(nulls))

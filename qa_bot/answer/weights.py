@@ -21,6 +21,7 @@ from qa_bot.cachedir import build_once
 from qa_bot.e5convert import file_sha256
 
 from .reader import ONNX_INT8, Reader
+from .reading import ReaderChoice
 
 __all__ = [
     "SHIPPED_DIR",
@@ -51,6 +52,8 @@ class ReaderManifest:
     stride: int
     null_threshold: float  # margin (best span − null) below which the reader abstains
     trained: dict[str, object]  # hyperparameters, data, scores: the model card's facts
+    # passage choice and answer window, tuned after training (scripts/tune_reader.py)
+    choice: ReaderChoice = ReaderChoice()
 
 
 def read_manifest(shipped: Path = SHIPPED_DIR) -> ReaderManifest:
@@ -65,6 +68,7 @@ def read_manifest(shipped: Path = SHIPPED_DIR) -> ReaderManifest:
             stride=int(raw["stride"]),
             null_threshold=float(raw["null_threshold"]),
             trained=dict(raw.get("trained", {})),
+            choice=ReaderChoice(**raw.get("choice", {})),
         )
     except FileNotFoundError as exc:
         raise ReaderLoadError(f"no reader weights shipped: {exc.filename} is missing") from None
