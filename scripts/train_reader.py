@@ -249,9 +249,9 @@ def write_card(out: Path, manifest: dict, facts: dict, args: argparse.Namespace)
             for b, r in tr.get("trial_gold_paragraph", {}).items()
         ),
         "",
-        "In the whole pipeline (README, Answer quality) this reader measures worse than the",
-        "heuristic extractor, so it is shipped as an option (QA_BOT_READER=onnx-int8), not the",
-        "default. Next steps: a second epoch (the run resumes), fewer frozen layers.",
+        "Next: `scripts/tune_reader.py --write` tunes how the pipeline turns this model's",
+        "output into answers (passages read, retrieval-rank prior, window, threshold) and adds",
+        "its cross-validated scores below; until then the defaults of ReaderChoice apply.",
         "",
         "## Facts",
         "```json",

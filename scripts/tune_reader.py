@@ -254,6 +254,38 @@ def load_probes(args: argparse.Namespace) -> tuple[dict[str, list[Probe]], dict[
     return sets, nulls
 
 
+CARD_HEADING = "## Answering in the pipeline (scripts/tune_reader.py)"
+
+
+def write_card_section(card: Path, final: Setting, folds: dict, scores: dict) -> None:
+    """Replace (or add) the model card's section on how answers are chosen and shown."""
+    held = folds["held_out_scores"]
+    lines = [
+        CARD_HEADING,
+        "",
+        f"Shipped: {asdict(final.choice())}, null threshold {final.threshold}.",
+        f"Retrieval, then the reader, on the validation sets ({folds['folds']}-fold cross-validation:",
+        "settings chosen on the other folds, each question scored once; abstentions count as misses):",
+        "",
+        "| set | answer_hit | span F1 | unanswerable abstained |",
+        "|---|---|---|---|",
+        *(f"| {n} | {r['answer_hit']} | {r['span_f1']} | {r['abstained_unanswerable']} |" for n, r in held.items()),
+        "",
+        "Unanswerable: finews dev's null questions and 200 trial questions asked of finews (for",
+        "finews); finews dev questions asked of the trial corpus (for trial).",
+        "",
+    ]
+    text = card.read_text(encoding="utf-8") if card.exists() else ""
+    if CARD_HEADING in text:
+        before, _, after = text.partition(CARD_HEADING)
+        rest = after.split("\n## ", 1)
+        text = before + "\n".join(lines) + ("\n## " + rest[1] if len(rest) > 1 else "")
+    else:
+        head, sep, facts = text.partition("## Facts")
+        text = head + "\n".join(lines) + "\n" + sep + facts
+    card.write_text(text, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trial", type=Path, default=SHARED / "eval" / "cmrc2018_trial.json")
@@ -286,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             "cross_validated": folds, "in_sample": scores,
         }
         path.write_text(json.dumps(m, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
+        write_card_section(args.shipped / "MODEL_CARD.md", final, folds, scores)
+        print(f"wrote {path} and the model card's answering section")
     return 0
 
 
