@@ -38,7 +38,7 @@ from qa_bot.embedding import (  # noqa: E402
     SentenceTransformerEmbedder,
     load_embedder,
 )
-from qa_bot.index import CACHE_NAME, META_NAME, VECTORS_NAME, _VectorCache  # noqa: E402
+from qa_bot.index import CACHE_NAME, META_NAME, VECTORS_NAME, VectorCache  # noqa: E402
 from qa_bot.ingest import load_corpus  # noqa: E402
 from qa_bot.service import QAService  # noqa: E402
 
@@ -142,7 +142,7 @@ def prefill_cache(
                 real.vecs[h] = v
         real.save()
     rng = np.random.default_rng(0)
-    cache = _VectorCache(index_dir / CACHE_NAME, embedder.name, embedder.dim)
+    cache = VectorCache(index_dir / CACHE_NAME, embedder.name, embedder.dim)
     n_real = n_syn = n_real_sent = n_syn_sent = 0
     try:
         hashes: list[str] = []

@@ -215,10 +215,9 @@ def index_stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Articles, chunks, model, size on disk, last update."""
 
     def go() -> None:
-        from .index import index_stats
+        from .index import open_store
 
-        s = _settings(None, index)
-        data = index_stats(s.index_dir)
+        data = open_store(_settings(None, index)).stats().to_json()
         if as_json:
             _print_json(data)
             return
@@ -237,10 +236,9 @@ def index_verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Check every index file against the manifest's checksums; exit 1 on damage."""
 
     def go() -> None:
-        from .index import verify_index
+        from .index import open_store
 
-        s = _settings(None, index)
-        problems = verify_index(s.index_dir)
+        problems = open_store(_settings(None, index)).verify()
         if as_json:
             _print_json({"ok": not problems, "problems": problems})
         elif problems:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # overrides the shipped reader's abstention threshold (its margin, best span − null)
     reader_threshold: float | None = Field(None, validation_alias="QA_BOT_READER_THRESHOLD")
     log_level: str = Field("INFO", validation_alias="QA_BOT_LOG_LEVEL")
+    # where the index lives: local (generations of FAISS + SQLite + BM25 files in
+    # index_dir, the default) or milvus (collections in Milvus, QA_BOT_MILVUS_*)
+    store: Literal["local", "milvus"] = Field("local", validation_alias="QA_BOT_STORE")
     # the Milvus store (QA_BOT_STORE=milvus): a path ending in .db is Milvus Lite, embedded
     # in the process (one process at a time); http://host:19530 is a Milvus server or
     # cluster. None: <index_dir>/milvus.db. The token is a secret: never printed or logged.

@@ -161,6 +161,18 @@ class LexicalIndex:
             return np.zeros(self.n_docs, dtype=np.float32), toks
         return np.asarray(self.bm25.get_scores(known), dtype=np.float32), toks  # type: ignore[attr-defined]
 
+    def top(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` (chunk_id, BM25 score) with a positive score, best first."""
+        if not self.n_docs or k <= 0:
+            return []
+        scores, _ = self.scores(query)
+        if not scores.size or float(scores.max()) <= 0:
+            return []
+        n = min(k, scores.size)
+        best = [int(i) for i in np.argpartition(-scores, n - 1)[:n] if scores[i] > 0]
+        best.sort(key=lambda i: -scores[i])
+        return [(self.chunk_ids[i], float(scores[i])) for i in best]
+
 
 def _import_bm25s():  # type: ignore[no-untyped-def]
     import bm25s

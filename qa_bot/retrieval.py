@@ -9,23 +9,21 @@ fusion (``fusion="rrf"``), see README "Answer quality".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from .lexical import LexicalIndex
-from .sentences import SentenceVectors
+from .sentences import score_sentences
 from .types import Chunk, ScoredChunk
+
+if TYPE_CHECKING:
+    from .index.store import StoreReader
 
 K = TypeVar("K")
 
 RECENT_CUES = re.compile(r"最新|今天|今日|最近|近日|近期|目前|现在|眼下|刚刚")
-
-
-class DenseSearcher(Protocol):
-    def search(self, qvecs: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]: ...
 
 
 class QueryEncoder(Protocol):
@@ -85,48 +83,30 @@ def _minmax(values: dict[K, float]) -> dict[K, float]:
 
 
 class HybridRetriever:
-    """Searches one index generation; create a new one when a new generation is published."""
+    """Searches one published version (a ``StoreReader``); create a new one when a
+    new version is published."""
 
     def __init__(
-        self,
-        dense: DenseSearcher,
-        lexical: LexicalIndex | None,
-        encoder: QueryEncoder,
-        chunks_by_id: Mapping[str, Chunk] | Callable[[list[str]], dict[str, Chunk]],
-        config: RetrievalConfig | None = None,
-        sentences: SentenceVectors | None = None,
+        self, reader: StoreReader, encoder: QueryEncoder, config: RetrievalConfig | None = None
     ) -> None:
-        self.dense = dense
-        self.lexical = lexical
+        self.reader = reader
+        # QAService.examine segments questions with ``retriever.lexical.tokenizer``:
+        # the reader's, so questions are cut with the index's user words
+        self.lexical = reader
         self.encoder = encoder
-        # a mapping, or a loader: a 100k-chunk index is not read into memory at start-up
-        self._lookup = (
-            chunks_by_id
-            if callable(chunks_by_id)
-            else (lambda ids, m=chunks_by_id: {i: m[i] for i in ids if i in m})
-        )
         self.config = config or RetrievalConfig()
-        self.sentences = sentences
 
     def search(self, question: str, k: int = 5, *, encoded: np.ndarray | None = None) -> list[ScoredChunk]:
         cfg = self.config
         qvec = encoded if encoded is not None else self.encoder.embed_queries([question])
-        dense_hits = self.dense.search(np.asarray(qvec, dtype=np.float32).reshape(1, -1), cfg.candidates)[0]
+        q = np.asarray(qvec, dtype=np.float32).reshape(1, -1)
+        dense_hits = self.reader.dense_search(q, cfg.candidates)[0]
         dense: dict[str, float] = {c.chunk_id: float(s) for c, s in dense_hits}
         chunks: dict[str, Chunk] = {c.chunk_id: c for c, _ in dense_hits}
-
         lexical: dict[str, float] = {}
-        if self.lexical is not None and self.lexical.n_docs:
-            scores, _ = self.lexical.scores(question)
-            if scores.size and float(scores.max()) > 0:
-                n = min(cfg.candidates, scores.size)
-                top = [int(i) for i in np.argpartition(-scores, n - 1)[:n] if scores[i] > 0]
-                ids = [self.lexical.chunk_ids[i] for i in top]
-                missing = [cid for cid in ids if cid not in chunks]
-                chunks.update(self._lookup(missing) if missing else {})
-                for i, cid in zip(top, ids, strict=True):
-                    if cid in chunks:
-                        lexical[cid] = float(scores[i])
+        for c, s in self.reader.lexical_search(question, cfg.candidates):
+            chunks.setdefault(c.chunk_id, c)
+            lexical[c.chunk_id] = float(s)
 
         fused = self._fuse(dense, lexical)
         if RECENT_CUES.search(question):
@@ -135,13 +115,16 @@ class HybridRetriever:
         hits = [
             ScoredChunk(chunks[cid], score, dense.get(cid), lexical.get(cid)) for cid, score in ranked
         ]
-        if self.sentences is not None and cfg.sentence_weight > 0:
-            hits = self._rerank_by_sentence(hits[: max(cfg.rerank, k)], np.asarray(qvec).reshape(-1))
+        if cfg.sentence_weight > 0:
+            hits = self._rerank_by_sentence(hits[: max(cfg.rerank, k)], q.reshape(-1))
         return collapse_duplicates(hits, cfg.dedup_threshold, k)
 
     def _rerank_by_sentence(self, hits: list[ScoredChunk], qvec: np.ndarray) -> list[ScoredChunk]:
-        assert self.sentences is not None
-        per = [self.sentences.scores(h.chunk.chunk_id, qvec) for h in hits]
+        found = self.reader.sentence_vectors([h.chunk.chunk_id for h in hits])
+        per = [
+            score_sentences(found[h.chunk.chunk_id], qvec) if h.chunk.chunk_id in found else None
+            for h in hits
+        ]
         best = {i: s.best for i, s in enumerate(per) if s is not None}
         norm = _minmax(best)
         w = self.config.sentence_weight

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .chunking import split_sentences
-from .embedding import Embedder
 from .types import Chunk
 
 SENTENCE_DIR = "sentences"
@@ -46,59 +45,35 @@ def sentence_key(text: str) -> str:
     return hashlib.sha256(("sentence\0" + text).encode()).hexdigest()
 
 
-def build_sentence_vectors(
-    chunks: Sequence[Chunk],
-    gen_dir: Path,
-    embedder: Embedder,
-    cache_path: Path,
-    *,
-    batch_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, int]:
-    """Write ``<gen_dir>/sentences/`` for ``chunks`` (in index row order).
+@dataclass(frozen=True)
+class ChunkSentences:
+    """The sentences of one chunk: character spans into ``chunk.text`` and one unit
+    vector per span (``vectors`` is (len(spans), dim) float32, or float16 from a store
+    that keeps them so). What ``score_sentences`` scores; stores hand them out through
+    ``StoreReader.sentence_vectors`` (qa_bot.index.store)."""
 
-    Vectors come from the index's vector cache when the sentence was ever embedded
-    before; new ones are committed to the cache batch by batch, so an interrupted
-    update keeps them.
-    """
-    from .index import _VectorCache  # the index owns the cache file and its format
+    spans: tuple[tuple[int, int], ...]
+    vectors: np.ndarray
 
-    spans: list[tuple[int, int]] = []
+
+def write_sentence_vectors(
+    gen_dir: Path, chunks: Sequence[Chunk], sentences: Sequence[ChunkSentences], dim: int
+) -> int:
+    """Write ``<gen_dir>/sentences/`` for ``chunks`` (in index row order) and their
+    sentences (from ``VectorSource.sentence_vectors``); returns the sentence count."""
+    if len(sentences) != len(chunks):
+        raise ValueError(f"{len(sentences)} sentence sets for {len(chunks)} chunks")
     offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
-    keys: list[str] = []
-    texts: dict[str, str] = {}
-    for i, c in enumerate(chunks):
-        for a, b in sentence_spans(c.text):
-            t = c.text[a:b].strip()
-            k = sentence_key(t)
-            spans.append((a, b))
-            keys.append(k)
-            texts.setdefault(k, t)
-        offsets[i + 1] = len(keys)
-
-    cache = _VectorCache(cache_path, embedder.name, embedder.dim)
-    try:
-        vectors = cache.get_many(list(texts))
-        missing = [k for k in texts if k not in vectors]
-        if progress:
-            progress(0, len(missing))
-        for i in range(0, len(missing), batch_size):
-            part = missing[i : i + batch_size]
-            vecs = np.asarray(embedder.embed_passages([texts[k] for k in part]), dtype=np.float32)
-            cache.put_many(part, vecs)
-            vectors.update(zip(part, vecs, strict=True))
-            if progress:
-                progress(min(i + batch_size, len(missing)), len(missing))
-    finally:
-        cache.close()
-
+    np.cumsum([len(s.spans) for s in sentences], out=offsets[1:])
+    n = int(offsets[-1])
     out = gen_dir / SENTENCE_DIR
     out.mkdir(parents=True, exist_ok=True)
-    mat = (
-        np.stack([vectors[k] for k in keys]).astype(np.float16)
-        if keys
-        else np.zeros((0, embedder.dim), np.float16)
-    )
+    # filled row block by row block: one float32 copy of every sentence vector at once
+    # would double the writer's peak memory on a large corpus
+    mat = np.empty((n, dim), np.float16)
+    for i, s in enumerate(sentences):
+        mat[offsets[i] : offsets[i + 1]] = s.vectors
+    spans = [span for s in sentences for span in s.spans]
     np.save(out / "vectors.npy", mat)
     np.save(out / "offsets.npy", offsets)
     np.save(out / "spans.npy", np.asarray(spans, dtype=np.int32).reshape(-1, 2))
@@ -107,14 +82,14 @@ def build_sentence_vectors(
             {
                 "format": FORMAT,
                 "chunk_ids": [c.chunk_id for c in chunks],
-                "sentences": len(keys),
-                "dim": embedder.dim,
+                "sentences": n,
+                "dim": dim,
             },
             ensure_ascii=False,
         ),
         encoding="utf-8",
     )
-    return {"sentences": len(keys), "embedded": len(missing), "reused": len(texts) - len(missing)}
+    return n
 
 
 @dataclass
@@ -144,11 +119,25 @@ class SentenceVectors:
         if len(self._offsets) != len(self._row) + 1 or self._offsets[-1] != len(self._vectors):
             raise ValueError(f"{d}: sentence vectors and chunks disagree")
 
+    def get(self, chunk_ids: Sequence[str]) -> dict[str, ChunkSentences]:
+        """The sentences of these chunks (unknown ids left out); vectors stay float16
+        views of the memory map, so only these rows are read."""
+        out: dict[str, ChunkSentences] = {}
+        for cid in chunk_ids:
+            row = self._row.get(cid)
+            if row is None:
+                continue
+            a, b = int(self._offsets[row]), int(self._offsets[row + 1])
+            spans = tuple((int(x), int(y)) for x, y in self._spans[a:b])
+            out[cid] = ChunkSentences(spans, self._vectors[a:b])
+        return out
+
     def scores(self, chunk_id: str, qvec: np.ndarray) -> SentenceScores | None:
-        row = self._row.get(chunk_id)
-        if row is None:
-            return None
-        a, b = int(self._offsets[row]), int(self._offsets[row + 1])
-        sims = np.asarray(self._vectors[a:b], dtype=np.float32) @ qvec.astype(np.float32)
-        spans = [(int(x), int(y)) for x, y in self._spans[a:b]]
-        return SentenceScores(spans, sims)
+        found = self.get([chunk_id]).get(chunk_id)
+        return None if found is None else score_sentences(found, qvec)
+
+
+def score_sentences(sentences: ChunkSentences, qvec: np.ndarray) -> SentenceScores:
+    """Cosine of the question vector with each sentence (rows are unit vectors)."""
+    sims = np.asarray(sentences.vectors, dtype=np.float32) @ np.asarray(qvec, dtype=np.float32)
+    return SentenceScores(list(sentences.spans), sims)

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import index as index_mod
 from .answer import (
     AbstainPolicy,
     Extraction,
@@ -30,12 +29,12 @@ from .chunking import CHUNKER_VERSION, chunk_corpus
 from .config import DEFAULT_MODEL, Settings
 from .embedding import Embedder
 from .followup import ConversationMemory
+from .index import IndexProblem, Store, StoreReader, UpdateReport, open_store, update_store
 from .ingest import load_corpus, log_skips
-from .lexical import QUESTION_STOPWORDS, build_lexical, load_lexical
+from .lexical import QUESTION_STOPWORDS
 from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .retrieval import HybridRetriever, RetrievalConfig
 from .sentences import FORMAT as SENTENCE_FORMAT
-from .sentences import SentenceVectors, build_sentence_vectors
 from .types import (
     Answer,
     Article,
@@ -84,7 +83,7 @@ class Examination:
 @dataclass
 class _Loaded:
     generation: str
-    snapshot: index_mod.IndexSnapshot
+    reader: StoreReader
     retriever: HybridRetriever
 
 
@@ -113,6 +112,7 @@ class QAService:
         self._reader_tried = reader is not None
         self.memory = memory or ConversationMemory()
         self._loaded: _Loaded | None = None
+        self._store: Store | None = None
         self._lock = threading.RLock()
 
     # -- models ---------------------------------------------------------------
@@ -183,6 +183,14 @@ class QAService:
             )
 
     # -- index ----------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """Where the index lives (``QA_BOT_STORE``); created on first use."""
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            return self._store
+
     def update(
         self,
         *,
@@ -190,7 +198,7 @@ class QAService:
         corpus_dir: Path | None = None,
         progress: Callable[[int, int], None] | None = None,
         allow_shrink: bool = False,
-    ) -> tuple[index_mod.UpdateReport, list[Skipped]]:
+    ) -> tuple[UpdateReport, list[Skipped]]:
         """Bring the index up to date with the corpus (incremental unless ``full``).
 
         Refuses (ShrinkRefused) to publish an index that lost more than the settings'
@@ -199,26 +207,15 @@ class QAService:
         articles, skipped = load_corpus(corpus, self.settings.ingest_limits())
         emb = self.embedder
         chunks = self._chunk(articles, emb, reuse=not full)
-        user_dict = self.settings.user_dict
-
-        index_dir = self.settings.index_dir
-
-        def artifacts(final_chunks, gen_dir, prev_dir):  # type: ignore[no-untyped-def]
-            build_lexical(final_chunks, gen_dir, None if full else prev_dir, user_dict_file=user_dict)
-            build_sentence_vectors(
-                final_chunks, gen_dir, emb, index_dir / index_mod.CACHE_NAME, progress=progress
-            )
-
-        report = index_mod.update_index(
-            self.settings.index_dir,
+        report = update_store(
+            self.store,
             articles,
             chunks,
             emb,
             full=full,
             progress=progress,
-            artifacts=artifacts,
-            # artifacts are derived from chunks too: a new format means a new generation
-            chunker_version=self.layout_version(),
+            # artifacts are derived from chunks too: a new format means a new version
+            layout_version=self.layout_version(),
             allow_shrink=allow_shrink,
             max_shrink_fraction=self.settings.max_shrink_fraction,
         )
@@ -236,21 +233,20 @@ class QAService:
         previous: dict[str, tuple[str, list[Chunk]]] = {}
         if reuse:
             try:
-                with index_mod.open_index(
-                    self.settings.index_dir, model=emb.name, dim=emb.dim
-                ) as snap:
-                    if snap.manifest.chunker_version == self.layout_version():
-                        hashes = {a.path: a.content_hash for a in snap.articles()}
-                        grouped: dict[str, list[Chunk]] = {}
-                        for c in snap.all_chunks():
-                            grouped.setdefault(c.article_path, []).append(c)
-                        previous = {
-                            p: (hashes[p], sorted(cs, key=lambda c: c.ordinal))
-                            for p, cs in grouped.items()
-                            if p in hashes
-                        }
-            except index_mod.IndexProblem:
-                previous = {}  # no usable index: chunk everything
+                with self.store.open_reader(
+                    model=emb.name, dim=emb.dim, layout_version=self.layout_version()
+                ) as reader:
+                    hashes = {a.path: a.content_hash for a in reader.articles()}
+                    grouped: dict[str, list[Chunk]] = {}
+                    for c in reader.all_chunks():
+                        grouped.setdefault(c.article_path, []).append(c)
+                    previous = {
+                        p: (hashes[p], sorted(cs, key=lambda c: c.ordinal))
+                        for p, cs in grouped.items()
+                        if p in hashes
+                    }
+            except IndexProblem:
+                previous = {}  # no usable index (or another layout): chunk everything
         count = _bounded_counter(emb)
         out: list[Chunk] = []
         for a in articles:
@@ -262,24 +258,23 @@ class QAService:
         return out
 
     def has_index(self) -> bool:
-        return index_mod.published_generation(self.settings.index_dir) is not None
+        return self.store.published_version() is not None
 
     def index_is_current(self) -> bool:
         """An index exists and was written by this version's chunker and artifacts."""
         if not self.has_index():
             return False
-        stats = index_mod.index_stats(self.settings.index_dir)
-        return stats.get("chunker_version") == self.layout_version()
+        return self.store.stats().layout_version == self.layout_version()
 
     def _current(self) -> _Loaded:
         try:
-            gen = index_mod.published_generation(self.settings.index_dir)
+            version = self.store.published_version()
             with self._lock:
-                if self._loaded is not None and self._loaded.generation == gen:
+                if self._loaded is not None and self._loaded.generation == version:
                     return self._loaded
                 return self._load()
-        except index_mod.IndexProblem as e:
-            # A long-running reader keeps answering from the generation it has, which was
+        except IndexProblem as e:
+            # A long-running reader keeps answering from the version it has, which was
             # verified when loaded, rather than serve a damaged one or stop answering.
             if self._loaded is None:
                 raise
@@ -289,28 +284,15 @@ class QAService:
     def _load(self) -> _Loaded:
         with self._lock:
             encoder = self.query_encoder
-            snapshot = index_mod.open_index(
-                self.settings.index_dir, model=self.model_name, dim=getattr(encoder, "dim", None)
+            reader = self.store.open_reader(
+                model=self.model_name,
+                dim=getattr(encoder, "dim", None),
+                layout_version=self.layout_version(),
             )
-            if snapshot.manifest.chunker_version != self.layout_version():
-                raise index_mod.IndexOutdated(self.settings.index_dir)
-            try:
-                lexical = load_lexical(snapshot.dir, user_dict_file=self.settings.user_dict)
-                sentences = SentenceVectors(snapshot.dir)
-            except (OSError, ValueError, KeyError) as e:
-                # checksums passed, so this is a layout problem, not a damaged file
-                raise index_mod.IndexCorrupt(snapshot.dir, str(e)) from e
-            retriever = HybridRetriever(
-                snapshot,
-                lexical,
-                encoder,
-                snapshot.chunks_by_ids,
-                self.retrieval_config,
-                sentences=sentences,
-            )
+            retriever = HybridRetriever(reader, encoder, self.retrieval_config)
             if self._loaded is not None:
-                log.info("index generation %s loaded (was %s)", snapshot.generation, self._loaded.generation)
-            self._loaded = _Loaded(snapshot.generation, snapshot, retriever)
+                log.info("index generation %s loaded (was %s)", reader.version, self._loaded.generation)
+            self._loaded = _Loaded(reader.version, reader, retriever)
             return self._loaded
 
     def reload_if_changed(self) -> bool:
@@ -404,18 +386,17 @@ class QAService:
     def latest(self, n: int = 5) -> list[LatestArticle]:
         return [
             LatestArticle(a.path, a.title, a.date, a.url)
-            for a in self._current().snapshot.latest_articles(n)
+            for a in self._current().reader.latest_articles(n)
         ]
 
     def stats(self) -> IndexStats:
-        s = index_mod.index_stats(self.settings.index_dir)
-        gen = s.get("generation")
+        s = self.store.stats()
         return IndexStats(
-            articles=s.get("articles"),
-            chunks=s.get("chunks"),
-            last_update=s.get("last_update"),
-            model=s.get("model"),
-            generation=None if gen is None else str(gen),
+            articles=s.articles,
+            chunks=s.chunks,
+            last_update=s.last_update,
+            model=s.model,
+            generation=s.version,
         )
 
     def reindex(self) -> ReindexReport:

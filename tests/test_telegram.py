@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from api_helpers import assert_all_is_exact
 from fake_telegram import BOT_USERNAME, FakeTelegram
 from pydantic import SecretStr
 from telegram_helpers import (
@@ -691,12 +692,7 @@ def test_real_service_hot_reload_after_update(fake: FakeTelegram, tmp_path: Path
 def test_public_api_is_exactly_all() -> None:
     import qa_bot.telegram as package
 
-    namespace: dict = {}
-    exec("from qa_bot.telegram import *", namespace)  # what `import *` users get
-    exported = {k for k in namespace if not k.startswith("__")}
-    assert exported == set(package.__all__)
-    assert package.__all__ == sorted(package.__all__)
-    assert all(getattr(package, name) is not None for name in package.__all__)
+    assert_all_is_exact(package)
 
 
 class TypedFakeService(FakeService):

@@ -1,33 +1,17 @@
-"""The index: a ``Store`` (``store``) the service, retrieval, CLI and bot use, and its
-local implementation, generations of FAISS + SQLite + BM25 files in one folder.
+"""The index: the ``Store`` interface the service, retrieval, CLI and bot use
+(``store``), the update every store shares (``changes``, ``vectors``), and the local
+store (``local``: generations of FAISS + SQLite + BM25 files in one folder).
 
-See ``store`` for the interface and ``_generations`` for the local on-disk layout.
+Files of the local store: ``generations`` (layout, manifest, clean-up), ``snapshot``
+(reading one generation), ``faiss_index`` (exact or IVF search, patch or rebuild),
+``update`` and ``publish`` (applying a change set), ``verify`` (checks and stats).
 """
 
 from __future__ import annotations
 
-from ._generations import (
-    APPROX_THRESHOLD,
-    CACHE_NAME,
-    FORMAT_VERSION,
-    GEN_PREFIX,
-    LOCK_NAME,
-    MANIFEST_NAME,
-    META_NAME,
-    TMP_PREFIX,
-    VECTORS_NAME,
-    FaissInfo,
-    FileEntry,
-    IndexSnapshot,
-    Manifest,
-    _VectorCache,
-    index_stats,
-    open_index,
-    published_generation,
-    remove_damaged_caches,
-    update_index,
-    verify_index,
-)
+from typing import TYPE_CHECKING
+
+from .changes import article_signature, update_store
 from .errors import (
     BUILD_HINT,
     IndexBusy,
@@ -39,7 +23,21 @@ from .errors import (
     ShrinkRefused,
     StaleChanges,
     StorageProblem,
+    StoreUnavailable,
 )
+from .faiss_index import APPROX_THRESHOLD
+from .generations import (
+    CACHE_NAME,
+    FORMAT_VERSION,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    META_NAME,
+    VECTORS_NAME,
+    published_generation,
+)
+from .local import LocalReader, LocalStore, SearchArtifacts, update_index
+from .publish import date_key
+from .snapshot import IndexSnapshot, open_index
 from .store import (
     ArticleData,
     ArticleInfo,
@@ -54,6 +52,11 @@ from .store import (
     UpdateReport,
     VectorSource,
 )
+from .vectors import CachedVectors, VectorCache, remove_damaged_caches
+from .verify import index_stats, verify_index
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = [
     "APPROX_THRESHOLD",
@@ -61,12 +64,10 @@ __all__ = [
     "ArticleInfo",
     "BUILD_HINT",
     "CACHE_NAME",
+    "CachedVectors",
     "ChangeSet",
     "ChunkSentences",
     "FORMAT_VERSION",
-    "FaissInfo",
-    "FileEntry",
-    "GEN_PREFIX",
     "IndexBusy",
     "IndexCorrupt",
     "IndexMissing",
@@ -74,11 +75,13 @@ __all__ = [
     "IndexProblem",
     "IndexSnapshot",
     "LOCK_NAME",
+    "LocalReader",
+    "LocalStore",
     "MANIFEST_NAME",
     "META_NAME",
-    "Manifest",
     "ModelMismatch",
     "PublishedState",
+    "SearchArtifacts",
     "Segmenter",
     "ShrinkRefused",
     "StaleChanges",
@@ -87,17 +90,39 @@ __all__ = [
     "StoreKind",
     "StoreReader",
     "StoreStats",
-    "TMP_PREFIX",
+    "StoreUnavailable",
     "UpdateReport",
     "VECTORS_NAME",
+    "VectorCache",
     "VectorSource",
+    "article_signature",
+    "date_key",
     "index_stats",
     "open_index",
+    "open_store",
     "published_generation",
     "remove_damaged_caches",
     "update_index",
+    "update_store",
     "verify_index",
 ]
-# ``_VectorCache`` stays importable for qa_bot.sentences and bench/ until the public
-# vector cache replaces it.
-_ = _VectorCache
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ``settings.store`` names (``QA_BOT_STORE``): ``local`` (the default),
+    over ``settings.index_dir``, or ``milvus`` (``qa_bot.index.milvus.milvus_store``,
+    imported only when chosen: pymilvus is heavy). Opens nothing yet."""
+    if settings.store == "local":
+        return LocalStore(settings.index_dir, artifacts=SearchArtifacts(settings.user_dict))
+    if settings.store == "milvus":
+        try:
+            from . import milvus
+        except ModuleNotFoundError as e:
+            if e.name not in (f"{__name__}.milvus", "pymilvus", "milvus_lite"):
+                raise
+            raise StoreUnavailable(
+                f"QA_BOT_STORE=milvus: the Milvus store is not available in this installation "
+                f"({e.name} is missing); use QA_BOT_STORE=local"
+            ) from None
+        return milvus.milvus_store(settings)
+    raise StoreUnavailable(f"unknown store {settings.store!r}: QA_BOT_STORE must be local or milvus")

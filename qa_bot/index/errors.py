@@ -88,3 +88,7 @@ class StaleChanges(IndexProblem):
             f"the index changed during this update (computed against {base or 'no index'}, "
             f"now {published or 'no index'}): run the update again"
         )
+
+
+class StoreUnavailable(IndexProblem):
+    """The configured store cannot be used by this installation (``QA_BOT_STORE``)."""

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..sentences import ChunkSentences
 from ..types import Article, Chunk
 
 StoreKind = Literal["local", "milvus"]
@@ -55,16 +56,6 @@ class ArticleInfo:
     n_chunks: int
     categories: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ChunkSentences:
-    """The sentences of one chunk: character spans into ``chunk.text`` and one unit
-    vector per span (``vectors`` is (len(spans), dim) float32, or float16 from a store
-    that keeps them so). What the sentence rerank (``qa_bot.sentences``) scores."""
-
-    spans: tuple[tuple[int, int], ...]
-    vectors: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -311,12 +302,16 @@ class Store(Protocol):
         """
         ...
 
-    def open_reader(self, *, model: str | None = None, dim: int | None = None) -> StoreReader:
+    def open_reader(
+        self, *, model: str | None = None, dim: int | None = None, layout_version: str | None = None
+    ) -> StoreReader:
         """A reader of the published version, its data checked before it is trusted.
 
         Raises IndexMissing (nothing published), IndexCorrupt (damaged data),
         ModelMismatch (``model``/``dim``, when given, differ from what the index was
-        built with), StorageProblem (unreachable, unreadable disk).
+        built with), IndexOutdated (``layout_version``, when given, differs from the
+        published one: checked before any layout-dependent data is read),
+        StorageProblem (unreachable, unreadable disk).
         """
         ...
 
