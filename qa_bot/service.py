@@ -29,8 +29,18 @@ from .chunking import CHUNKER_VERSION, chunk_corpus
 from .config import DEFAULT_MODEL, Settings
 from .embedding import Embedder
 from .followup import ConversationMemory
-from .index import IndexProblem, Store, StoreReader, UpdateReport, open_store, update_store
-from .ingest import load_corpus, log_skips
+from .index import (
+    IndexProblem,
+    KnownUnchanged,
+    StaleChanges,
+    Store,
+    StoreReader,
+    UpdateReport,
+    open_store,
+    update_store,
+)
+from .ingest import log_skips, scan_corpus
+from .ingest.stamps import STAMPS_NAME, StampBook
 from .lexical import QUESTION_STOPWORDS
 from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .retrieval import HybridRetriever, RetrievalConfig
@@ -201,15 +211,39 @@ class QAService:
     ) -> tuple[UpdateReport, list[Skipped]]:
         """Bring the index up to date with the corpus (incremental unless ``full``).
 
-        Refuses (ShrinkRefused) to publish an index that lost more than the settings'
+        An incremental update does not read posts whose size and mtime are what the
+        published version was built from (``qa_bot.ingest.stamps``). Refuses
+        (ShrinkRefused) to publish an index that lost more than the settings'
         ``max_shrink_fraction`` of its articles, unless ``allow_shrink``."""
-        corpus = corpus_dir or self.settings.corpus_dir
-        articles, skipped = load_corpus(corpus, self.settings.ingest_limits())
+        corpus = Path(corpus_dir or self.settings.corpus_dir)
+        book = StampBook(self.settings.index_dir / STAMPS_NAME, self.layout_version(), corpus)
+        try:
+            return self._update(book, full=full, read_all=full, progress=progress, allow_shrink=allow_shrink)
+        except StaleChanges:
+            # another writer published after the stamps were read: read every post
+            return self._update(book, full=full, read_all=True, progress=progress, allow_shrink=allow_shrink)
+
+    def _update(
+        self,
+        book: StampBook,
+        *,
+        full: bool,
+        read_all: bool,
+        progress: Callable[[int, int], None] | None,
+        allow_shrink: bool,
+    ) -> tuple[UpdateReport, list[Skipped]]:
+        started = time.time()
+        stamps = None if read_all else book.load(self._published_version())
+        scan = scan_corpus(book.corpus, self.settings.ingest_limits(), stamps.files if stamps else None)
         emb = self.embedder
-        chunks = self._chunk(articles, emb, reuse=not full)
+        # with stamps, the posts read are new or edited: nothing to reuse from the index
+        chunks = self._chunk(scan.articles, emb, reuse=not full and stamps is None)
+        known = None
+        if stamps is not None:
+            known = KnownUnchanged(stamps.version, {p: s.n_chunks for p, s in scan.unchanged.items()})
         report = update_store(
             self.store,
-            articles,
+            scan.articles,
             chunks,
             emb,
             full=full,
@@ -218,8 +252,17 @@ class QAService:
             layout_version=self.layout_version(),
             allow_shrink=allow_shrink,
             max_shrink_fraction=self.settings.max_shrink_fraction,
+            known=known,
         )
-        return report, skipped
+        if report.generation is not None:
+            book.save(report.generation, scan, chunks, started)
+        return report, scan.skipped
+
+    def _published_version(self) -> str | None:
+        try:
+            return self.store.published_version()
+        except IndexProblem:
+            return None  # the update says what is wrong
 
     @staticmethod
     def layout_version() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .changes import article_signature, update_store
+from .changes import KnownUnchanged, article_signature, update_store
 from .errors import (
     BUILD_HINT,
     IndexBusy,
@@ -74,6 +74,7 @@ __all__ = [
     "IndexOutdated",
     "IndexProblem",
     "IndexSnapshot",
+    "KnownUnchanged",
     "LOCK_NAME",
     "LocalReader",
     "LocalStore",

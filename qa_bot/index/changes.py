@@ -20,7 +20,7 @@ import numpy as np
 
 from ..embedding import Embedder
 from ..types import Article, Chunk
-from .errors import ModelMismatch, ShrinkRefused
+from .errors import ModelMismatch, ShrinkRefused, StaleChanges
 from .store import ArticleData, ChangeSet, PublishedState, Store, UpdateReport, VectorSource
 from .vectors import CachedVectors, remove_damaged_caches
 
@@ -73,6 +73,16 @@ def validate_corpus(articles: Sequence[Article], chunks: Sequence[Chunk]) -> Cor
 
 
 @dataclass(frozen=True)
+class KnownUnchanged:
+    """Published articles known to be unchanged without reading their files (the
+    service's file stamps, ``qa_bot.ingest.stamps``): they are not in the corpus given
+    to ``update_store``, and count as unchanged articles of ``version``."""
+
+    version: str  # the published version they are articles of
+    chunks: Mapping[str, int]  # path → its chunk count in that version
+
+
+@dataclass(frozen=True)
 class ArticleDiff:
     """Article paths of the corpus against the published signatures."""
 
@@ -87,8 +97,13 @@ class ArticleDiff:
         return bool(self.added or self.changed or self.removed)
 
 
-def diff_articles(corpus: Corpus, published: Mapping[str, str]) -> ArticleDiff:
-    sigs = {p: article_signature(a, corpus.chunks[p]) for p, a in sorted(corpus.articles.items())}
+def diff_articles(
+    corpus: Corpus, published: Mapping[str, str], known: KnownUnchanged | None = None
+) -> ArticleDiff:
+    sigs = {p: article_signature(a, corpus.chunks[p]) for p, a in corpus.articles.items()}
+    for p in known.chunks if known else ():
+        sigs[p] = published[p]  # the same bytes as published: the same article and chunks
+    sigs = dict(sorted(sigs.items()))
     return ArticleDiff(
         added=tuple(p for p in sigs if p not in published),
         changed=tuple(p for p, s in sigs.items() if p in published and published[p] != s),
@@ -96,6 +111,15 @@ def diff_articles(corpus: Corpus, published: Mapping[str, str]) -> ArticleDiff:
         unchanged=tuple(p for p, s in sigs.items() if published.get(p) == s),
         signatures=sigs,
     )
+
+
+def _check_known(state: PublishedState, known: KnownUnchanged, corpus: Corpus) -> None:
+    """Known-unchanged articles must be of the published version, and not also given."""
+    if state.version != known.version or any(p not in state.signatures for p in known.chunks):
+        raise StaleChanges(known.version, state.version)
+    both = next((p for p in known.chunks if p in corpus.articles), None)
+    if both is not None:
+        raise ValueError(f"article {both!r} is both given and known unchanged")
 
 
 def check_shrink(before: int, after: int, allow: bool, max_fraction: float) -> None:
@@ -116,6 +140,7 @@ def build_change_set(
     *,
     full: bool,
     layout_version: str,
+    known: KnownUnchanged | None = None,
 ) -> ChangeSet:
     """The change set with the chunk vectors of every article it carries filled in one
     pass over the cache (one progress bar, each text embedded once)."""
@@ -144,7 +169,7 @@ def build_change_set(
         removed=diff.removed,
         unchanged=diff.unchanged,
         kept=tuple(data[p] for p in diff.unchanged) if full else (),
-        total_chunks=corpus.n_chunks,
+        total_chunks=corpus.n_chunks + (sum(known.chunks.values()) if known else 0),
     )
 
 
@@ -174,10 +199,13 @@ def update_store(
     layout_version: str = "",
     allow_shrink: bool = False,
     max_shrink_fraction: float = 0.5,
+    known: KnownUnchanged | None = None,
 ) -> UpdateReport:
     """Make the given corpus the published index, embedding as little as possible.
 
-    ``articles``/``chunks`` are the whole corpus (not a delta). Texts whose hash is in
+    ``articles``/``chunks`` are the whole corpus (not a delta), but for the ``known``
+    unchanged articles of the published version (StaleChanges if it is no longer the
+    published one; not with ``full``). Texts whose hash is in
     the vector cache for this model are not embedded (``use_cache=False`` re-embeds
     them); ``progress(done, total)`` is called per embedded batch. ``full`` replaces
     everything the store holds (and allows a model change). An update that would
@@ -188,18 +216,22 @@ def update_store(
     """
     t0 = time.monotonic()
     corpus = validate_corpus(articles, chunks)
+    if full and known is not None:
+        raise ValueError("a full build reads every article")
     with store.writer_lock(lock_timeout):
         state = store.current_state()
         notes = _check_state(store, state, embedder, full)
-        diff = diff_articles(corpus, state.signatures if state.version is not None else {})
+        if known is not None:
+            _check_known(state, known, corpus)
+        diff = diff_articles(corpus, state.signatures if state.version is not None else {}, known)
         before = len(state.signatures) if state.version is not None else 0
-        check_shrink(before, len(corpus.articles), allow_shrink, max_shrink_fraction)
+        check_shrink(before, len(diff.signatures), allow_shrink, max_shrink_fraction)
         cache = store.vector_cache_path()
         with CachedVectors(
             cache, embedder, use_cache=use_cache, batch_size=batch_size, progress=progress
         ) as source:
             changes = build_change_set(
-                corpus, diff, state, embedder, source, full=full, layout_version=layout_version
+                corpus, diff, state, embedder, source, full=full, layout_version=layout_version, known=known
             )
             report = store.apply(
                 changes,
@@ -212,6 +244,7 @@ def update_store(
             remove_damaged_caches(cache)
     report.notes[:0] = notes
     report.embedded_chunks = len(source.embedded_chunks)
-    report.reused_chunks = sum(c.text_hash not in source.embedded_chunks for c in corpus.ordered)
+    embedded = sum(c.text_hash in source.embedded_chunks for c in corpus.ordered)
+    report.reused_chunks = report.total_chunks - embedded
     report.seconds = time.monotonic() - t0
     return report

@@ -19,8 +19,10 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qa_bot.chunking import count_passages
@@ -38,6 +40,7 @@ from qa_bot.ingest.frontmatter import (
     str_tuple,
 )
 from qa_bot.ingest.limits import CorpusError, Deadline, IngestLimits, PostError
+from qa_bot.ingest.stamps import FileStamp, matches
 from qa_bot.types import Article, Skipped
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ skip_log = logging.getLogger(f"{__name__}.skipped")
 
 __all__ = [
     "CorpusError",
+    "CorpusScan",
     "IngestLimits",
     "PostError",
     "display_path",
@@ -54,6 +58,7 @@ __all__ = [
     "parse_bytes",
     "parse_post",
     "log_skips",
+    "scan_corpus",
 ]
 
 #: a fallback title (empty ``title:``) is cut to this many characters
@@ -177,18 +182,33 @@ def _reason(exc: BaseException) -> str:
     return reason if len(reason) <= _MAX_REASON_CHARS else reason[: _MAX_REASON_CHARS - 1] + "…"
 
 
-def _ingest_one(cand: Candidate, root_real: Path, limits: IngestLimits) -> Article:
+def _read_post(cand: Candidate, root_real: Path, limits: IngestLimits) -> bytes:
     problem = name_problem(cand.rel)
     if problem:
         raise PostError(problem)
-    data = read_capped(cand, root_real, limits.max_post_bytes)
-    return parse_bytes(data, cand.rel, limits)
+    return read_capped(cand, root_real, limits.max_post_bytes)
 
 
-def load_corpus(
-    corpus_dir: Path | str | os.PathLike[str], limits: IngestLimits | None = None
-) -> tuple[list[Article], list[Skipped]]:
-    """All posts under ``corpus_dir`` (recursively), sorted by path, plus what was skipped.
+@dataclass
+class CorpusScan:
+    """What ``scan_corpus`` found: the posts it read, what it skipped, and the posts it
+    did not read because their stamps say they are unchanged."""
+
+    articles: list[Article]  # read and parsed, sorted by path
+    skipped: list[Skipped]
+    unchanged: dict[str, FileStamp]  # path → its stamp (size and mtime matched)
+    #: path → os.lstat of each parsed regular file, taken before reading it (its next stamp)
+    stats: dict[str, os.stat_result] = field(default_factory=dict)
+
+
+def scan_corpus(
+    corpus_dir: Path | str | os.PathLike[str],
+    limits: IngestLimits | None = None,
+    stamps: Mapping[str, FileStamp] | None = None,
+) -> CorpusScan:
+    """All posts under ``corpus_dir`` (recursively), except regular files whose size and
+    mtime match their stamp (``qa_bot.ingest.stamps``): those are not read; nor parsed
+    are stamped files read again whose bytes are still the stamped ones.
 
     Raises :class:`CorpusError` when there is no post, or when not one post could be
     ingested (publishing that would remove every answer).
@@ -203,21 +223,51 @@ def load_corpus(
     if not candidates:
         raise CorpusError(f"no .md posts found under {corpus_dir}")
     root_real = corpus_dir.resolve()
-    articles: list[Article] = []
-    skipped = [Skipped(path=p, reason=r) for p, r in problems]
+    scan = CorpusScan([], [Skipped(path=p, reason=r) for p, r in problems], {})
     for cand in candidates:
+        st = _regular_stat(cand.path)
+        stamp = stamps.get(cand.rel) if stamps and st is not None else None
+        if stamp is not None and st is not None and matches(stamp, st):
+            scan.unchanged[cand.rel] = stamp
+            continue
         try:
-            articles.append(_ingest_one(cand, root_real, limits))
+            data = _read_post(cand, root_real, limits)
+            if stamp is not None and st is not None and file_hash(data) == stamp.content_hash:
+                # touched, not changed (a checkout, a copy): the published article as it is
+                scan.unchanged[cand.rel] = replace(stamp, size=st.st_size, mtime_ns=st.st_mtime_ns)
+                continue
+            scan.articles.append(parse_bytes(data, cand.rel, limits))
         except Exception as exc:  # noqa: BLE001 - any failure of one post is that post's skip
             log.debug("skipping %s", cand.shown, exc_info=not isinstance(exc, PostError))
-            skipped.append(Skipped(path=cand.shown, reason=_reason(exc)))
-    if not articles:
-        first = skipped[0]
+            scan.skipped.append(Skipped(path=cand.shown, reason=_reason(exc)))
+            continue
+        if st is not None:
+            scan.stats[cand.rel] = st
+    if not scan.articles and not scan.unchanged:
+        first = scan.skipped[0]
         raise CorpusError(
             f"none of the {len(candidates)} posts under {corpus_dir} could be read "
             f"(first: {first.path}: {first.reason})"
         )
-    return articles, skipped
+    return scan
+
+
+def _regular_stat(path: Path) -> os.stat_result | None:
+    """lstat of a regular file; None for links and the rest (never stamped)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def load_corpus(
+    corpus_dir: Path | str | os.PathLike[str], limits: IngestLimits | None = None
+) -> tuple[list[Article], list[Skipped]]:
+    """All posts under ``corpus_dir`` (recursively), sorted by path, plus what was skipped
+    (``scan_corpus`` without stamps: every file is read)."""
+    scan = scan_corpus(corpus_dir, limits)
+    return scan.articles, scan.skipped
 
 
 def log_skips(skipped: Iterable[Skipped]) -> None:
