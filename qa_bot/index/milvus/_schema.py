@@ -42,6 +42,9 @@ _PUNCTUATION = list("，。！？、；：“”‘’（）《》【】—…·
 CHUNK_FIELDS = [
     "chunk_id", "article_path", "ordinal", "title", "date", "url", "text", "embed_text", "text_hash",
 ]
+#: what searches return: the chunk, and its row key and sentence count, which name its
+#: sentence rows (``<pk>#<i>``): fetched by key, the cheap lookup in Milvus Lite
+HIT_FIELDS = [*CHUNK_FIELDS, "pk", "n_sent"]
 ARTICLE_FIELDS = [
     "article_path", "title", "date", "date_key", "url", "source", "categories", "tags",
     "content_hash", "n_chunks", "sig",
@@ -135,6 +138,7 @@ def create_generation(client: Any, names: Names, gen: int, dim: int, user_words:
         s.add_field(f, DataType.VARCHAR, max_length=KEY_LEN)
     s.add_field("date", DataType.VARCHAR, max_length=64)
     s.add_field("ordinal", DataType.INT64)
+    s.add_field("n_sent", DataType.INT64)
     s.add_field("text", DataType.VARCHAR, max_length=TEXT_LEN)
     s.add_field(
         "embed_text", DataType.VARCHAR, max_length=TEXT_LEN, enable_analyzer=True,
@@ -177,9 +181,10 @@ def create_generation(client: Any, names: Names, gen: int, dim: int, user_words:
 # --------------------------------------------------------------------------- rows
 
 
-def chunk_row(c: Chunk, vec: Any, seq: int) -> dict[str, Any]:
+def chunk_row(c: Chunk, vec: Any, seq: int, n_sent: int) -> dict[str, Any]:
     return {
         "pk": f"{seq}:{c.chunk_id}", "born": seq, "died": ALIVE, "chunk_id": c.chunk_id,
+        "n_sent": n_sent,
         "article_path": c.article_path, "ordinal": c.ordinal, "title": c.title,
         "date": c.date or "", "url": c.url or "", "text": c.text, "embed_text": c.embed_text,
         "text_hash": c.text_hash, "dense": [float(x) for x in vec],
@@ -197,12 +202,17 @@ def row_chunk(r: dict[str, Any]) -> Chunk:
 def sentence_rows(c: Chunk, spans: Sequence[tuple[int, int]], vecs: Any, seq: int) -> list[dict[str, Any]]:
     return [
         {
-            "pk": f"{seq}:{c.chunk_id}#{i}", "born": seq, "died": ALIVE, "chunk_id": c.chunk_id,
+            "pk": sentence_key(f"{seq}:{c.chunk_id}", i), "born": seq, "died": ALIVE, "chunk_id": c.chunk_id,
             "article_path": c.article_path, "start": int(a), "end": int(b),
             "vec": [float(x) for x in v],
         }
         for i, ((a, b), v) in enumerate(zip(spans, vecs, strict=True))
     ]
+
+
+def sentence_key(chunk_pk: str, i: int) -> str:
+    """The key of sentence ``i`` of the chunk row ``chunk_pk`` (both are written together)."""
+    return f"{chunk_pk}#{i}"
 
 
 def article_row(a: Article, sig: str, n_chunks: int, date_key: str | None, seq: int) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ...lexical import derive_user_words
+from ...types import Chunk
 from ..changes import check_shrink
 from ..errors import (
     IndexCorrupt,
@@ -296,8 +297,8 @@ class MilvusStore:
         killed = self._kill(client, pub.gen, seq, gone)
         counts = self._write(client, pub.gen, seq, [*changes.added, *changes.changed], vectors)
         if not same_layout:
-            # sentence spans may be cut differently now: redo those of unchanged articles
-            counts.sentences += self._resentence(client, pub, seq, changes.unchanged, vectors)
+            k, w = self._carry(client, pub, seq, changes.unchanged, vectors)
+            killed, counts = _add(killed, k), _add(counts, w)
         return replace(
             pub, version=self._new_version(seq), seq=seq, prev_seq=pub.seq, prev_gen=pub.gen,
             layout_version=changes.layout_version,
@@ -310,7 +311,6 @@ class MilvusStore:
     def _write(
         self, client: Any, gen: int, seq: int, datas: Sequence[ArticleData], vectors: VectorSource
     ) -> _Counts:
-        chunks_c, sent_c, art_c = self._names.generation(gen)
         counts = _Counts()
         batch: list[ArticleData] = []
         n = 0
@@ -318,47 +318,54 @@ class MilvusStore:
             batch.append(d)
             n += len(d.chunks)
             if n >= _BATCH or i == len(datas) - 1:
-                c_rows = [chunk_row(c, v, seq) for b in batch for c, v in zip(b.chunks, b.vectors, strict=True)]
-                flat = [c for b in batch for c in b.chunks]
-                s_rows = [
-                    r for c, s in zip(flat, vectors.sentence_vectors(flat), strict=True)
-                    for r in sentence_rows(c, s.spans, s.vectors, seq)
-                ]
                 a_rows = [
                     article_row(b.article, b.signature, len(b.chunks), date_key(b.article.date), seq)
                     for b in batch
                 ]
-                with calls(self._target, chunks_c):
-                    for name, rows in ((chunks_c, c_rows), (sent_c, s_rows), (art_c, a_rows)):
-                        for j in range(0, len(rows), _BATCH):
-                            client.insert(name, rows[j : j + _BATCH])
-                counts.articles += len(a_rows)
-                counts.chunks += len(c_rows)
-                counts.sentences += len(s_rows)
+                chunks = [c for b in batch for c in b.chunks]
+                dense = [v for b in batch for v in b.vectors]
+                self._insert(client, gen, seq, chunks, dense, a_rows, vectors, counts)
                 crashpoint("milvus-after-batch")
                 batch, n = [], 0
         return counts
 
-    def _resentence(
+    def _insert(
+        self, client: Any, gen: int, seq: int, chunks: Sequence[Chunk], dense: Sequence[Any],
+        a_rows: list[dict[str, Any]], vectors: VectorSource, counts: _Counts,
+    ) -> None:
+        """Rows born ``seq``: the chunks with their sentences, and their articles."""
+        chunks_c, sent_c, art_c = self._names.generation(gen)
+        c_rows, s_rows = [], []
+        for c, v, s in zip(chunks, dense, vectors.sentence_vectors(chunks), strict=True):
+            c_rows.append(chunk_row(c, v, seq, len(s.spans)))
+            s_rows += sentence_rows(c, s.spans, s.vectors, seq)
+        with calls(self._target, chunks_c):
+            for name, rows in ((chunks_c, c_rows), (sent_c, s_rows), (art_c, a_rows)):
+                for j in range(0, len(rows), _BATCH):
+                    client.insert(name, rows[j : j + _BATCH])
+        counts.articles += len(a_rows)
+        counts.chunks += len(c_rows)
+        counts.sentences += len(s_rows)
+
+    def _carry(
         self, client: Any, pub: Published, seq: int, paths: Sequence[str], vectors: VectorSource
-    ) -> int:
-        """Sentence rows of these articles' current chunks anew; returns the change in count."""
-        chunks_c, sent_c, _ = self._names.generation(pub.gen)
-        delta = 0
+    ) -> tuple[_Counts, _Counts]:
+        """Unchanged articles rewritten as of ``seq`` from what the store holds (with
+        sentences cut anew): a new layout may split sentences differently.
+        Returns (killed, written)."""
+        chunks_c, _, art_c = self._names.generation(pub.gen)
+        killed, written = _Counts(), _Counts()
         for part in _parts(list(paths)):
             flt = f"article_path in {quoted(part)} and died == {ALIVE}"
             with calls(self._target, chunks_c):
-                chunks = [row_chunk(r) for r in scan(client, self._target, chunks_c, flt, CHUNK_FIELDS)]
-            delta -= self._mark(client, sent_c, flt, seq)
-            rows = [
-                r for c, s in zip(chunks, vectors.sentence_vectors(chunks), strict=True)
-                for r in sentence_rows(c, s.spans, s.vectors, seq)
-            ]
-            with calls(self._target, sent_c):
-                for j in range(0, len(rows), _BATCH):
-                    client.insert(sent_c, rows[j : j + _BATCH])
-            delta += len(rows)
-        return delta
+                c_rows = scan(client, self._target, chunks_c, flt, [*CHUNK_FIELDS, "dense"])
+                a_rows = scan(client, self._target, art_c, flt, ["*"])
+            killed = _add(killed, self._kill(client, pub.gen, seq, part))
+            for r in a_rows:
+                r.update(pk=f"{seq}:{r['article_path']}", born=seq, died=ALIVE)
+            chunks = [row_chunk(r) for r in c_rows]
+            self._insert(client, pub.gen, seq, chunks, [r["dense"] for r in c_rows], a_rows, vectors, written)
+        return killed, written
 
     def _kill(self, client: Any, gen: int, seq: int, paths: Sequence[str]) -> _Counts:
         """Mark the current rows of these articles superseded as of ``seq``."""
@@ -410,6 +417,10 @@ class MilvusStore:
                 with calls(self._target, name):
                     if client.has_collection(name):
                         client.drop_collection(name)
+
+
+def _add(a: _Counts, b: _Counts) -> _Counts:
+    return _Counts(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))
 
 
 def _parts(items: list[str]) -> Iterator[list[str]]:
