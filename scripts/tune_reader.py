@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import pickle
 import random
 import sys
 from dataclasses import asdict, dataclass
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa_bot.answer import ReaderChoice, cmrc_f1  # noqa: E402
-from qa_bot.answer.reader import Reading, ReadSpan  # noqa: E402
+from qa_bot.answer.reader import Reading, WindowLogits, decode  # noqa: E402
 from qa_bot.answer.reading import WINDOWS, choose_span, shown_window  # noqa: E402
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, WEIGHTS  # noqa: E402
 from qa_bot.config import Settings  # noqa: E402
@@ -50,12 +51,20 @@ class Probe:
     golds: tuple[str, ...]  # empty: unanswerable
     off_topic: bool
     texts: tuple[str, ...]  # the top passages, in retrieval order
-    spans: tuple[tuple[int, int, float] | None, ...]  # the reader's best span per passage
-    nulls: tuple[float, ...]
+    windows: tuple[WindowLogits, ...]  # the model's output on them, decoded per setting
 
-    def reading(self, n: int) -> Reading:
-        spans = tuple(None if s is None else ReadSpan(i, *s) for i, s in enumerate(self.spans[:n]))
-        return Reading(spans, self.nulls[:n])
+
+MAX_ANSWER_TOKENS = 40
+_decoded: dict[tuple[int, float], Reading] = {}
+
+
+def reading_of(p: Probe, n: int, length_bonus: float) -> Reading:
+    """The first ``n`` passages' reading (decoding is the slow part: memoized)."""
+    key = (id(p), length_bonus)
+    if key not in _decoded:
+        _decoded[key] = decode(p.windows, p.texts, MAX_ANSWER_TOKENS, length_bonus)
+    r = _decoded[key]
+    return Reading(r.spans[:n], r.nulls[:n])
 
 
 @dataclass(frozen=True)
@@ -63,10 +72,11 @@ class Setting:
     max_passages: int
     rank_penalty: float
     window: str
+    length_bonus: float = 0.0
     threshold: float = float("-inf")
 
     def choice(self) -> ReaderChoice:
-        return ReaderChoice(self.max_passages, self.rank_penalty, self.window)  # type: ignore[arg-type]
+        return ReaderChoice(self.max_passages, self.rank_penalty, self.window, self.length_bonus)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -94,14 +104,13 @@ def service_for(questions: Path, corpus: Path | None) -> tuple[QAService, list]:
 def collect(svc: QAService, question: str, golds: tuple[str, ...]) -> Probe:
     ex = svc.examine(question, answer=False)
     texts = tuple(h.chunk.text for h in ex.hits[:READ])
-    reading = svc.reader.read(question, texts)  # type: ignore[union-attr]
-    spans = tuple(None if s is None else (s.start, s.end, s.score) for s in reading.spans)
-    return Probe(golds, ex.off_topic, texts, spans, reading.nulls)
+    windows = svc.reader.window_logits(question, texts)  # type: ignore[union-attr]
+    return Probe(golds, ex.off_topic, texts, tuple(windows))
 
 
 def outcome(p: Probe, st: Setting, max_chars: int = 120) -> Outcome:
     c = st.choice()
-    reading = p.reading(c.max_passages)
+    reading = reading_of(p, c.max_passages, c.length_bonus)
     best = choose_span(reading, c.rank_penalty)
     if best is None:
         return Outcome(None, None, float("-inf"))
@@ -150,7 +159,8 @@ def abstention_objective(
 
 def grid(sets: dict[str, list[Probe]]) -> list[Setting]:
     penalties = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0]
-    return [Setting(n, r, w) for n, r, w in itertools.product((1, 2, 3), penalties, WINDOWS)]
+    bonuses = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
+    return [Setting(*s) for s in itertools.product((1, 2, 3), penalties, WINDOWS, bonuses)]
 
 
 def thresholds(sets: dict[str, list[Probe]], st: Setting) -> list[float]:
@@ -226,29 +236,26 @@ def _f1(p: Probe, st: Setting, off: float) -> float:
 def load_probes(args: argparse.Namespace) -> tuple[dict[str, list[Probe]], dict[str, list[Probe]]]:
     """Every reading, cached per reader weights: reading is the slow part."""
     sha = hashlib.sha256((args.shipped / WEIGHTS).read_bytes()).hexdigest()[:12]
-    cache = Path(Settings().cache_dir) / "tune-reader" / f"probes-{sha}-{args.cross}.json"
+    cache = Path(Settings().cache_dir) / "tune-reader" / f"windows-{sha}-{args.cross}.pickle"
     if cache.exists():
-        raw = json.loads(cache.read_text(encoding="utf-8"))
+        with cache.open("rb") as f:
+            probes = pickle.load(f)  # noqa: S301 - our own cache file
     else:
         trial_svc, trial_qs = service_for(args.trial, None)
         fin_svc, fin_qs = service_for(args.finews, args.finews_corpus)
         cross = random.Random(7).sample(trial_qs, args.cross)
-        groups = {
+        probes = {
             "trial": [collect(trial_svc, q.q, q.answers) for q in trial_qs],
             "finews": [collect(fin_svc, q.q, q.answers) for q in fin_qs if q.answers],
             "finews:null": [collect(fin_svc, q.q, ()) for q in fin_qs if not q.answers]
             + [collect(fin_svc, q.q, ()) for q in cross],
             "trial:null": [collect(trial_svc, q.q, ()) for q in fin_qs],
         }
-        raw = {k: [asdict(p) for p in v] for k, v in groups.items()}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    probes = {
-        k: [Probe(tuple(p["golds"]), p["off_topic"], tuple(p["texts"]),
-                  tuple(None if s is None else tuple(s) for s in p["spans"]), tuple(p["nulls"]))
-            for p in v]
-        for k, v in raw.items()
-    }
+        tmp = cache.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(probes, f)
+        tmp.replace(cache)
     sets = {k: v for k, v in probes.items() if ":" not in k}
     nulls = {k.split(":")[0]: v for k, v in probes.items() if ":" in k}
     return sets, nulls
@@ -300,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     off = args.off_topic
     sets, nulls = load_probes(args)
 
-    baseline = Setting(3, 0.0, "clause")
+    baseline = Setting(3, 0.0, "clause", 0.0)
     print("before (3 passages, raw scores, clause window, no abstention):")
     for name in sets:
         report(name, sets[name], [], baseline, off)

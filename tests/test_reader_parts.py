@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa_bot.answer import (
@@ -19,7 +20,7 @@ from qa_bot.answer import (
 )
 from qa_bot.answer.confidence import ReaderPolicy
 from qa_bot.answer.metrics import mixed_segmentation
-from qa_bot.answer.reader import Reading, ReadSpan
+from qa_bot.answer.reader import Reading, ReadSpan, WindowLogits, _best_in_window, decode
 from qa_bot.answer.training import QAExample, load_squad, make_negatives, to_simplified
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, read_manifest
 
@@ -221,3 +222,28 @@ def test_manifest_choice_is_read_and_a_bad_one_is_a_load_error(tmp_path: Path) -
     (shipped / MANIFEST).write_text(json.dumps(raw), encoding="utf-8")
     with pytest.raises(ReaderLoadError, match="unreadable"):
         read_manifest(shipped)
+
+
+def test_length_bonus_moves_the_choice_but_not_the_score() -> None:
+    # tokens: <s> q </s> | c1 c2 c3 (context); the best pair is (c1, c1), the longer (c1, c3)
+    start = np.array([0.0, 0, 0, 3.0, 0.5, 0.1])
+    end = np.array([0.0, 0, 0, 2.0, 0.1, 1.6])
+    ctx = np.array([False, False, False, True, True, True])
+    assert _best_in_window(start, end, ctx, 10) == (3, 3, 5.0)
+    ts, te, score = _best_in_window(start, end, ctx, 10, length_bonus=0.5)  # type: ignore[misc]
+    assert (ts, te) == (3, 5) and score == pytest.approx(4.6)  # the raw score, for the null margin
+    assert _best_in_window(start, end, ctx, 1, length_bonus=0.5)[:2] == (3, 3)  # the cap holds
+
+
+def test_decode_keeps_each_passage_best_span_and_lowest_null() -> None:
+    texts = ["甲乙丙", "丁戊己"]
+    def win(p: int, s: list[float], e: list[float]) -> WindowLogits:
+        return WindowLogits(p, [(0, 0), (0, 1), (1, 2), (2, 3)], np.array([False, True, True, True]),
+                            np.array(s), np.array(e))
+    reading = decode(
+        [win(0, [2.0, 1, 0, 0], [1.0, 0, 0, 3]), win(0, [0.5, 0, 4, 0], [0.5, 0, 4, 0]), win(1, [9.0, 0, 0.5, 0], [0.0, 0, 1, 0])],
+        texts, max_tokens=5,
+    )
+    assert reading.nulls == (1.0, 9.0)
+    assert reading.spans[0] == ReadSpan(0, 1, 2, 8.0)  # the second window's 乙 beats 甲乙丙 (4.0)
+    assert reading.spans[1] == ReadSpan(1, 1, 2, 1.5)

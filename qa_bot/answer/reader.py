@@ -24,7 +24,7 @@ import numpy as np
 
 from .text import trim
 
-__all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading"]
+__all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading", "WindowLogits", "decode"]
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +77,52 @@ class _Window:
 
 
 def _best_in_window(
-    start: np.ndarray, end: np.ndarray, ctx: np.ndarray, max_tokens: int
+    start: np.ndarray, end: np.ndarray, ctx: np.ndarray, max_tokens: int, length_bonus: float = 0.0
 ) -> tuple[int, int, float] | None:
-    """(start token, end token, score) of the best span of context tokens in one window."""
+    """(start token, end token, score) of the best span of context tokens in one window;
+    ``length_bonus`` per extra token is added to the choice (a decoding prior), not to the
+    score returned, which stays comparable with the null score."""
     idx = np.flatnonzero(ctx)
     if idx.size == 0:
         return None
     scores = start[idx][:, None] + end[idx][None, :]
     n = idx.size
     band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(np.ones((n, n), dtype=bool), max_tokens)
-    scores = np.where(band, scores, -np.inf)
-    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    lengths = np.arange(n)[None, :] - np.arange(n)[:, None]
+    chosen = np.where(band, scores + length_bonus * lengths, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(chosen)), chosen.shape)
     return int(idx[i]), int(idx[j]), float(scores[i, j])
+
+
+@dataclass(frozen=True)
+class WindowLogits:
+    """One window's model output, enough to decode spans again without the model."""
+
+    passage: int
+    offsets: list[tuple[int, int]]
+    context: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+def decode(
+    windows: Sequence[WindowLogits], passages: Sequence[str], max_tokens: int, length_bonus: float = 0.0
+) -> Reading:
+    """Each passage's best span and null score from its windows' logits."""
+    spans: list[ReadSpan | None] = [None] * len(passages)
+    nulls = [np.inf] * len(passages)
+    for w in windows:
+        nulls[w.passage] = min(nulls[w.passage], float(w.start[0] + w.end[0]))
+        found = _best_in_window(w.start, w.end, w.context, max_tokens, length_bonus)
+        held = spans[w.passage]
+        if found is None or (held is not None and found[2] <= held.score):
+            continue
+        ts, te, score = found
+        # token edges drag in spaces and clause punctuation
+        cs, ce = trim(passages[w.passage], w.offsets[ts][0], w.offsets[te][1])
+        if ce > cs:
+            spans[w.passage] = ReadSpan(w.passage, cs, ce, score)
+    return Reading(tuple(spans), tuple(float(n) for n in nulls))
 
 
 def _onnx_backend(model_dir: Path, threads: int | None) -> Logits:
@@ -195,24 +229,21 @@ class Reader:
                     starts[i], ends[i] = s[row, :n], e[row, :n]
         return starts, ends
 
-    def read(self, question: str, passages: Sequence[str]) -> Reading:
-        passages = list(passages)
+    def window_logits(self, question: str, passages: Sequence[str]) -> list[WindowLogits]:
+        """The model's output on every window of ``passages`` (the question cut to fit)."""
         question = question.strip()[: self.max_question_chars]
         if not passages or not question:
-            return Reading((None,) * len(passages), (0.0,) * len(passages))
+            return []
         windows = self.windows(question, passages)
         starts, ends = self.logits(windows)
-        spans: list[ReadSpan | None] = [None] * len(passages)
-        nulls = [np.inf] * len(passages)
-        for w, s, e in zip(windows, starts, ends, strict=True):
-            nulls[w.passage] = min(nulls[w.passage], float(s[0] + e[0]))
-            found = _best_in_window(s, e, w.context, self.max_answer_tokens)
-            held = spans[w.passage]
-            if found is None or (held is not None and found[2] <= held.score):
-                continue
-            ts, te, score = found
-            # token edges drag in spaces and clause punctuation
-            cs, ce = trim(passages[w.passage], w.offsets[ts][0], w.offsets[te][1])
-            if ce > cs:
-                spans[w.passage] = ReadSpan(w.passage, cs, ce, score)
-        return Reading(tuple(spans), tuple(nulls))
+        return [
+            WindowLogits(w.passage, w.offsets, w.context, s, e)
+            for w, s, e in zip(windows, starts, ends, strict=True)
+        ]
+
+    def read(self, question: str, passages: Sequence[str], *, length_bonus: float = 0.0) -> Reading:
+        passages = list(passages)
+        windows = self.window_logits(question, passages)
+        if not windows:
+            return Reading((None,) * len(passages), (0.0,) * len(passages))
+        return decode(windows, passages, self.max_answer_tokens, length_bonus)

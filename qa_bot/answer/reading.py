@@ -9,7 +9,10 @@ and shipped in ``reader.json``:
   picked the wrong passage of three far more often than retrieval ranks it first, so a
   prior from the passage's retrieval rank is added;
 - how much text is shown around the span: its clause, or its whole sentence when that
-  fits the limit (long descriptive answers rarely fit in one clause).
+  fits the limit (long descriptive answers rarely fit in one clause);
+- a per-token length prior inside a window: the model trained on CMRC and DRCD answers
+  ends spans early more often than late (on 150 trial questions given the gold paragraph,
+  40% of its spans were strictly inside a gold answer, 3% strictly around one).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class ReaderChoice:
     max_passages: int = 3
     rank_penalty: float = 0.0  # subtracted from a span's score per retrieval rank below the top
     window: Window = "clause"
+    length_bonus: float = 0.0  # per token, when choosing a span inside a window
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -84,7 +88,7 @@ def read_answer(
     """
     choice = choice or ReaderChoice()
     texts = [p.chunk.text for p in passages[: choice.max_passages]]
-    reading = reader.read(question, texts)
+    reading = reader.read(question, texts, length_bonus=choice.length_bonus)
     best = choose_span(reading, choice.rank_penalty)
     if best is None:
         return None
