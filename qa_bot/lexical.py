@@ -193,6 +193,10 @@ def _read_tokens(path: Path) -> dict[str, list[str]]:
     return out
 
 
+def _top_terms(corpus_tokens: Sequence[list[str]]) -> list[str]:
+    return [t for t, _ in Counter(t for ts in corpus_tokens for t in ts).most_common(5)]
+
+
 def build_lexical(
     chunks: Sequence[Chunk],
     gen_dir: Path,
@@ -213,14 +217,20 @@ def build_lexical(
 
     prev_words: set[str] = set()
     prev_tokens: dict[str, list[str]] = {}
+    top_terms: list[str] | None = None
     if prev_dir is not None and (prev_dir / USERDICT_FILE).exists():
         meta = json.loads((prev_dir / "meta.json").read_text(encoding="utf-8"))
         if meta.get("tokenizer_version") == TOKENIZER_VERSION:
             prev_words = set((prev_dir / USERDICT_FILE).read_text(encoding="utf-8").split())
             prev_tokens = _read_tokens(prev_dir / TOKENS_FILE)
+            top_terms = meta.get("top_terms")
 
     tokenizer = ChineseTokenizer(prev_words, user_dict_file)
-    new_words = derive_user_words(chunks) - prev_words
+    # words of articles whose every text was in the previous generation are in its
+    # dictionary already (it only grows): derive from the others only, the same result
+    # for a fraction of the segmentation (70k titles took a quarter of a small update)
+    fresh = {c.article_path for c in chunks if c.text_hash not in prev_tokens}
+    new_words = derive_user_words([c for c in chunks if c.article_path in fresh]) - prev_words
     tokenizer.add_words(new_words)
     # Only a growing dictionary keeps old tokens meaningful; see module docstring.
     words = sorted(prev_words | new_words)
@@ -253,7 +263,9 @@ def build_lexical(
                 "tokenizer_version": TOKENIZER_VERSION,
                 "docs": len(corpus_tokens),
                 "user_words": len(words),
-                "top_terms": [t for t, _ in Counter(t for ts in corpus_tokens for t in ts).most_common(5)],
+                # for people reading the file: counted on a build from scratch and carried by
+                # updates (counting every token of 100k chunks took seconds of each update)
+                "top_terms": top_terms if top_terms is not None else _top_terms(corpus_tokens),
             },
             ensure_ascii=False,
         ),

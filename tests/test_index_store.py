@@ -167,3 +167,23 @@ def test_unknown_store_setting_lists_the_choices(tmp_path: Path) -> None:
     assert code == 2 and out == ""
     (line,) = [x for x in err.splitlines() if x.strip()]
     assert "QA_BOT_STORE" in line and "'local'" in line and "'milvus'" in line
+
+
+def test_unchanged_chunks_keep_their_sentence_rows_without_the_cache(store: LocalStore) -> None:
+    emb = CountingEmbedder()
+    update_store(store, *corpus(), emb, layout_version="L1")
+    with store.open_reader() as reader:
+        before = reader.sentence_vectors(["_posts/a.md#1"])["_posts/a.md#1"]
+        before = (before.spans, np.array(before.vectors))
+    for p in store.index_dir.glob(f"{store.vector_cache_path().name}*"):
+        p.unlink()  # whatever an update needs of unchanged chunks, it must not be the cache
+    docs = {**NEWS, "_posts/d.md": ("新文章", ["第一句。第二句。"], "2022-02-01T09:00:00+08:00")}
+    emb.embedded.clear()
+    rep = update_store(store, *corpus(docs), emb, layout_version="L1")
+    assert rep.published and not rep.rebuilt
+    assert sorted(emb.embedded) == sorted(["新文章\n第一句。第二句。", "第一句。", "第二句。"])
+    with store.open_reader() as reader:
+        after = reader.sentence_vectors(["_posts/a.md#1", "_posts/d.md#0"])
+        assert after["_posts/a.md#1"].spans == before[0]
+        assert np.array_equal(np.array(after["_posts/a.md#1"].vectors), before[1])
+        assert len(after["_posts/d.md#0"].spans) == 2

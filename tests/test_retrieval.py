@@ -113,6 +113,17 @@ def test_lexical_index_reuses_tokens_of_previous_generation(tmp_path: Path) -> N
     assert load_lexical(g2).n_docs == len(CHUNKS)
 
 
+def test_incremental_user_words_are_what_a_full_derivation_gives(tmp_path: Path) -> None:
+    # an update derives words from its new articles only: the result must not differ
+    g1, g2, full = tmp_path / "g1", tmp_path / "g2", tmp_path / "full"
+    build_lexical(CHUNKS[:2], g1, None)  # 算力小镇 comes from the first article
+    build_lexical(CHUNKS, g2, g1)
+    build_lexical(CHUNKS, full, None)
+    words = (g2 / "lexical" / "userdict.txt").read_text(encoding="utf-8").split()
+    assert words == (full / "lexical" / "userdict.txt").read_text(encoding="utf-8").split()
+    assert "算力小镇" in words and set(words) >= derive_user_words(CHUNKS[2:])
+
+
 def test_hybrid_finds_the_investment_passage(retriever: HybridRetriever) -> None:
     hits = retriever.search("算力小镇投资多少", k=3)
     assert hits[0].chunk.chunk_id == "a.md#1"

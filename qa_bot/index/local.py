@@ -52,7 +52,22 @@ class SearchArtifacts:
         # a full build derives the user dictionary afresh instead of growing the old one
         previous = None if gen.full else gen.previous_dir
         build_lexical(gen.chunks, gen.dir, previous, user_dict_file=self.user_dict_file)
-        write_sentence_vectors(gen.dir, gen.chunks, gen.vectors.sentence_vectors(gen.chunks), gen.dim)
+        write_sentence_vectors(gen.dir, gen.chunks, self._sentences(gen), gen.dim)
+
+    @staticmethod
+    def _sentences(gen: NewGeneration) -> list[ChunkSentences]:
+        """Sentence vectors of the chunks: copied from the previous generation for chunks
+        it has with the same text (the same float16 rows the cache would give, without
+        splitting and looking up every sentence again), the rest from the source."""
+        carried: dict[str, ChunkSentences] = {}
+        if gen.previous_dir is not None and not gen.full and gen.same:
+            try:
+                carried = SentenceVectors(gen.previous_dir).get([c.chunk_id for c in gen.chunks if c.chunk_id in gen.same])
+            except (OSError, ValueError, KeyError):
+                carried = {}  # unusable: every sentence from the cache
+        fresh = [c for c in gen.chunks if c.chunk_id not in carried]
+        made = dict(zip((c.chunk_id for c in fresh), gen.vectors.sentence_vectors(fresh), strict=True))
+        return [carried[c.chunk_id] if c.chunk_id in carried else made[c.chunk_id] for c in gen.chunks]
 
     def load(self, gen_dir: Path) -> tuple[LexicalIndex | None, SentenceVectors | None]:
         return load_lexical(gen_dir, user_dict_file=self.user_dict_file), SentenceVectors(gen_dir)

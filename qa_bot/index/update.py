@@ -55,6 +55,9 @@ class NewGeneration:
     vectors: VectorSource
     full: bool  # a full build: derive everything afresh
     dim: int
+    #: chunks that are in the previous generation with the same text (their derived
+    #: data there can be copied instead of computed)
+    same: frozenset[str] = frozenset()
 
 
 class Artifacts(Protocol):
@@ -195,6 +198,7 @@ class VectorIds:
     to_add: list[tuple[int, Chunk]]  # new ids and their chunks
     to_remove: np.ndarray  # ids of the previous generation that are gone
     next_vid: int
+    same: frozenset[str]  # chunk ids whose (chunk_id, text_hash) the previous generation has
 
 
 def assign_vector_ids(ordered: Sequence[Chunk], prev: Previous | None) -> VectorIds:
@@ -205,6 +209,7 @@ def assign_vector_ids(ordered: Sequence[Chunk], prev: Previous | None) -> Vector
         old = old_vids.get(c.chunk_id)
         if old is not None and old[1] == c.text_hash:
             vid_of[c.chunk_id] = old[0]
+    same = frozenset(vid_of)
     kept = set(vid_of.values())
     # a freed id whose text reappears elsewhere (rename, move) is reused: same vector
     pool: dict[str, list[int]] = {}
@@ -223,7 +228,7 @@ def assign_vector_ids(ordered: Sequence[Chunk], prev: Previous | None) -> Vector
             to_add.append((next_vid, c))
             next_vid += 1
     to_remove = np.array(sorted(v for lst in pool.values() for v in lst), dtype=np.int64)
-    return VectorIds(vid_of, to_add, to_remove, next_vid)
+    return VectorIds(vid_of, to_add, to_remove, next_vid, same)
 
 
 # --------------------------------------------------------------------------- faiss: patch or rebuild
@@ -360,7 +365,8 @@ def apply_changes(
         if artifacts is not None:
             previous_dir = prev.gen_dir if prev else None
             ordered = list(rows.ordered)
-            artifacts.write(NewGeneration(ordered, tmp_dir, previous_dir, source, changes.full, changes.dim))
+            gen = NewGeneration(ordered, tmp_dir, previous_dir, source, changes.full, changes.dim, ids.same)
+            artifacts.write(gen)
 
     gen_id, final_dir, files = write_generation(index_dir, pm, write_files)
     manifest = _manifest(gen_id, files, pm, changes, rows, ids, finfo, rebuilt=report.rebuilt)
