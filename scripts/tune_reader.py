@@ -55,14 +55,14 @@ class Probe:
 
 
 MAX_ANSWER_TOKENS = 40
-_decoded: dict[tuple[int, float], Reading] = {}
+_decoded: dict[tuple[int, float, bool], Reading] = {}
 
 
-def reading_of(p: Probe, n: int, length_bonus: float) -> Reading:
+def reading_of(p: Probe, n: int, length_bonus: float, within_sentence: bool) -> Reading:
     """The first ``n`` passages' reading (decoding is the slow part: memoized)."""
-    key = (id(p), length_bonus)
+    key = (id(p), length_bonus, within_sentence)
     if key not in _decoded:
-        _decoded[key] = decode(p.windows, p.texts, MAX_ANSWER_TOKENS, length_bonus)
+        _decoded[key] = decode(p.windows, p.texts, MAX_ANSWER_TOKENS, length_bonus, within_sentence)
     r = _decoded[key]
     return Reading(r.spans[:n], r.nulls[:n])
 
@@ -73,10 +73,13 @@ class Setting:
     rank_penalty: float
     window: str
     length_bonus: float = 0.0
+    within_sentence: bool = False
     threshold: float = float("-inf")
 
     def choice(self) -> ReaderChoice:
-        return ReaderChoice(self.max_passages, self.rank_penalty, self.window, self.length_bonus)  # type: ignore[arg-type]
+        return ReaderChoice(
+            self.max_passages, self.rank_penalty, self.window, self.length_bonus, self.within_sentence  # type: ignore[arg-type]
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def collect(svc: QAService, question: str, golds: tuple[str, ...]) -> Probe:
 
 def outcome(p: Probe, st: Setting, max_chars: int = 120) -> Outcome:
     c = st.choice()
-    reading = reading_of(p, c.max_passages, c.length_bonus)
+    reading = reading_of(p, c.max_passages, c.length_bonus, c.within_sentence)
     best = choose_span(reading, c.rank_penalty)
     if best is None:
         return Outcome(None, None, float("-inf"))
@@ -160,7 +163,7 @@ def abstention_objective(
 def grid(sets: dict[str, list[Probe]]) -> list[Setting]:
     penalties = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0]
     bonuses = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
-    return [Setting(*s) for s in itertools.product((1, 2, 3), penalties, WINDOWS, bonuses)]
+    return [Setting(*s) for s in itertools.product((1, 2, 3), penalties, WINDOWS, bonuses, (False, True))]
 
 
 def thresholds(sets: dict[str, list[Probe]], st: Setting) -> list[float]:
@@ -307,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     off = args.off_topic
     sets, nulls = load_probes(args)
 
-    baseline = Setting(3, 0.0, "clause", 0.0)
+    baseline = Setting(3, 0.0, "clause", 0.0, False)
     print("before (3 passages, raw scores, clause window, no abstention):")
     for name in sets:
         report(name, sets[name], [], baseline, off)

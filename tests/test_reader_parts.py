@@ -247,3 +247,14 @@ def test_decode_keeps_each_passage_best_span_and_lowest_null() -> None:
     assert reading.nulls == (1.0, 9.0)
     assert reading.spans[0] == ReadSpan(0, 1, 2, 8.0)  # the second window's 乙 beats 甲乙丙 (4.0)
     assert reading.spans[1] == ReadSpan(1, 1, 2, 1.5)
+
+
+def test_a_span_never_crosses_a_sentence_end() -> None:
+    text = "投资约30亿元。其中占比100%。"
+    # tokens over: 投资约 | 30亿元 | 。其中 | 占比 | 100%。 ; the raw best pair runs 30亿元 … 100%
+    offsets = [(0, 0), (0, 3), (3, 7), (7, 10), (10, 12), (12, 17)]
+    ctx = np.array([False, True, True, True, True, True])
+    w = WindowLogits(0, offsets, ctx, np.array([0.0, 0, 3, 0, 0, 0]), np.array([0.0, 0, 1, 0, 0, 3]))
+    assert decode([w], [text], max_tokens=10).spans[0] == ReadSpan(0, 3, 16, 6.0)  # crosses (the full stop trimmed)
+    best = decode([w], [text], max_tokens=10, within_sentence=True).spans[0]
+    assert best is not None and text[best.start : best.end] == "30亿元"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .text import trim
+from .text import sentence_bounds, trim
 
 __all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading", "WindowLogits", "decode"]
 
@@ -77,17 +77,25 @@ class _Window:
 
 
 def _best_in_window(
-    start: np.ndarray, end: np.ndarray, ctx: np.ndarray, max_tokens: int, length_bonus: float = 0.0
+    start: np.ndarray,
+    end: np.ndarray,
+    ctx: np.ndarray,
+    max_tokens: int,
+    length_bonus: float = 0.0,
+    sentence: np.ndarray | None = None,
 ) -> tuple[int, int, float] | None:
     """(start token, end token, score) of the best span of context tokens in one window;
     ``length_bonus`` per extra token is added to the choice (a decoding prior), not to the
-    score returned, which stays comparable with the null score."""
+    score returned, which stays comparable with the null score. With ``sentence`` (an id
+    per token) a span never crosses a sentence end: an answer is part of one sentence."""
     idx = np.flatnonzero(ctx)
     if idx.size == 0:
         return None
     scores = start[idx][:, None] + end[idx][None, :]
     n = idx.size
     band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(np.ones((n, n), dtype=bool), max_tokens)
+    if sentence is not None:
+        band &= sentence[idx][:, None] == sentence[idx][None, :]
     lengths = np.arange(n)[None, :] - np.arange(n)[:, None]
     chosen = np.where(band, scores + length_bonus * lengths, -np.inf)
     i, j = np.unravel_index(int(np.argmax(chosen)), chosen.shape)
@@ -105,15 +113,26 @@ class WindowLogits:
     end: np.ndarray
 
 
+def _sentence_ids(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The sentence each token starts in (the splitter of the answer text)."""
+    starts = np.array([b[0] for b in sentence_bounds(text)] or [0])
+    return np.searchsorted(starts, np.array([o[0] for o in offsets]), side="right")
+
+
 def decode(
-    windows: Sequence[WindowLogits], passages: Sequence[str], max_tokens: int, length_bonus: float = 0.0
+    windows: Sequence[WindowLogits],
+    passages: Sequence[str],
+    max_tokens: int,
+    length_bonus: float = 0.0,
+    within_sentence: bool = False,
 ) -> Reading:
     """Each passage's best span and null score from its windows' logits."""
     spans: list[ReadSpan | None] = [None] * len(passages)
     nulls = [np.inf] * len(passages)
     for w in windows:
         nulls[w.passage] = min(nulls[w.passage], float(w.start[0] + w.end[0]))
-        found = _best_in_window(w.start, w.end, w.context, max_tokens, length_bonus)
+        sentence = _sentence_ids(passages[w.passage], w.offsets) if within_sentence else None
+        found = _best_in_window(w.start, w.end, w.context, max_tokens, length_bonus, sentence)
         held = spans[w.passage]
         if found is None or (held is not None and found[2] <= held.score):
             continue
@@ -241,9 +260,11 @@ class Reader:
             for w, s, e in zip(windows, starts, ends, strict=True)
         ]
 
-    def read(self, question: str, passages: Sequence[str], *, length_bonus: float = 0.0) -> Reading:
+    def read(
+        self, question: str, passages: Sequence[str], *, length_bonus: float = 0.0, within_sentence: bool = False
+    ) -> Reading:
         passages = list(passages)
         windows = self.window_logits(question, passages)
         if not windows:
             return Reading((None,) * len(passages), (0.0,) * len(passages))
-        return decode(windows, passages, self.max_answer_tokens, length_bonus)
+        return decode(windows, passages, self.max_answer_tokens, length_bonus, within_sentence)

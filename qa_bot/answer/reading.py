@@ -41,6 +41,7 @@ class ReaderChoice:
     rank_penalty: float = 0.0  # subtracted from a span's score per retrieval rank below the top
     window: Window = "clause"
     length_bonus: float = 0.0  # per token, when choosing a span inside a window
+    within_sentence: bool = False  # spans never cross a sentence end
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -88,7 +89,9 @@ def read_answer(
     """
     choice = choice or ReaderChoice()
     texts = [p.chunk.text for p in passages[: choice.max_passages]]
-    reading = reader.read(question, texts, length_bonus=choice.length_bonus)
+    reading = reader.read(
+        question, texts, length_bonus=choice.length_bonus, within_sentence=choice.within_sentence
+    )
     best = choose_span(reading, choice.rank_penalty)
     if best is None:
         return None
