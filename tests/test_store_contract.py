@@ -410,3 +410,52 @@ def test_milvus_lite_answers_the_headline_question(tmp_path: Path, model_cache: 
     assert "【财经分析】杭州打造算力小镇" in out and "2021-12-28" in out
     assert "http://finews.zning.xyz/html_News/NewsShare.html?infoCode=NW202112282228830298" in out
     assert (tmp_path / "milvus.db").is_dir() and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- one process
+
+
+def test_open_reader_keeps_its_version(store: Site) -> None:
+    """A reader answers from the version it opened while updates are published (the bot
+    between two questions); a new reader sees the update. In one process: Milvus Lite."""
+    import numpy as np
+
+    from qa_bot.config import Settings
+    from qa_bot.embedding import HashEmbedder
+    from qa_bot.index import open_store
+    from qa_bot.service import QAService
+
+    settings = Settings(**{k: v for k, v in store.env.items() if v is not None})
+    emb = HashEmbedder(dim=256)
+    service = QAService(settings, embedder=emb, query_encoder=emb)
+    st = open_store(settings)
+    try:
+        old = st.open_reader(model=emb.name, dim=emb.dim)
+        before = (old.version, old.chunk_count, len(old.articles()))
+        q = "青石港三期码头总投资多少"
+        qv = np.asarray(emb.embed_queries([q]), dtype=np.float32)
+        new = write_post(
+            store.corpus, "2022-08-01-new.md", "青石港三期码头开工", "青石港三期码头今日开工，总投资48.6亿元。",
+            date="2022-08-01 09:00:00",
+        )
+        (store.corpus / "_posts" / SEED.name).unlink()
+        report, _ = service.update()
+        assert (report.added, report.removed, report.published) == (1, 1, True)
+        assert st.published_version() not in (None, before[0])
+
+        assert (old.version, old.chunk_count, len(old.articles())) == before
+        assert all(c.article_path != new for c, _ in old.dense_search(qv, 20)[0])
+        assert all(c.article_path != new for c, _ in old.lexical_search(q, 20))
+        seed = [c.chunk_id for c in old.all_chunks() if c.article_path == f"_posts/{SEED.name}"]
+        assert seed and set(old.sentence_vectors(seed)) == set(seed)
+        assert len(old.chunks_by_ids(seed)) == len(seed)
+
+        with st.open_reader(model=emb.name, dim=emb.dim) as fresh:
+            assert fresh.version == st.published_version()
+            assert fresh.lexical_search(q, 5)[0][0].article_path == new
+            assert not fresh.chunks_by_ids(seed) and not fresh.sentence_vectors(seed)
+            assert [a.path for a in fresh.latest_articles(1)] == [new]
+        old.close()
+    finally:
+        if store.kind == "milvus":
+            st.close()  # type: ignore[attr-defined]  # the Lite folder, for later processes
