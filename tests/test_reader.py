@@ -196,12 +196,15 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
     """Ctrl-C while an answer is computed: that answer is cancelled with one line, the
     session goes on, and the next question is answered, by the reader.
 
-    SIGINT is sent the moment the log says the reader loaded, which the first answer
-    does after retrieval and before reading three passages (a few hundred ms here)."""
+    After a first full answer, each attempt writes the question and sends SIGINT a moment later; on a fast machine the
+    answer may already be printed (or the signal may find the prompt, which only redraws
+    it and then answers the waiting line), so attempts go on until one is cancelled. Every
+    attempt ends in exactly one of: a cancel line, an answer."""
     import queue
     import signal
     import subprocess
     import threading
+    import time
 
     from conftest import cli_command
 
@@ -221,29 +224,43 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
         stderr=subprocess.PIPE, env=env,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    lines: queue.Queue[str] = queue.Queue()
-    reader_thread = threading.Thread(
-        target=lambda: [lines.put(raw.decode()) for raw in proc.stderr], daemon=True  # type: ignore[union-attr]
-    )
-    reader_thread.start()
-    assert "新闻问答" in proc.stdout.readline().decode()
+    events: queue.Queue[tuple[str, str]] = queue.Queue()
+    for name, stream in (("out", proc.stdout), ("err", proc.stderr)):
+        threading.Thread(
+            target=lambda n=name, st=stream: [events.put((n, raw.decode())) for raw in st], daemon=True
+        ).start()
+    seen: list[tuple[str, str]] = []
+
+    def next_outcome() -> str:
+        while True:
+            seen.append(events.get(timeout=120))
+            if "已取消" in seen[-1][1]:
+                return "cancelled"
+            if "答：" in seen[-1][1] or "没有找到" in seen[-1][1]:
+                return "answered"
+
+    # the first answer loads the models and jieba's dictionary; a Ctrl-C inside those
+    # loads is not what this test is about (see the issue notes), so it goes first
     proc.stdin.write("算力小镇投资多少\n".encode())
     proc.stdin.flush()
-    seen: list[str] = []
-    while not any("reader loaded" in line for line in seen):
-        seen.append(lines.get(timeout=120))
-    proc.send_signal(signal.SIGINT)
-    while not any("已取消" in line for line in seen):
-        seen.append(lines.get(timeout=60))
+    assert next_outcome() == "answered", seen
+    time.sleep(0.2)
+    outcomes = []
+    for delay in (0.05, 0.02, 0.1, 0.0, 0.15, 0.03, 0.2, 0.01):
+        proc.stdin.write("算力小镇投资多少\n".encode())
+        proc.stdin.flush()
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        outcomes.append(next_outcome())
+        if outcomes[-1] == "cancelled":
+            break
+    assert outcomes[-1] == "cancelled", (outcomes, seen)
+    time.sleep(0.2)  # let the prompt come back before the next question
     proc.stdin.write("算力小镇投资多少\n".encode())
+    proc.stdin.flush()
+    assert next_outcome() == "answered", seen
     proc.stdin.close()
-    out = proc.stdout.read().decode()
     assert proc.wait(timeout=300) == 0, seen
-    reader_thread.join(timeout=10)
-    while not lines.empty():
-        seen.append(lines.get())
-    err = "".join(seen)
+    err = "".join(line for name, line in seen if name == "err")
     assert err.count("已取消") == 1 and "Traceback" not in err
-    answers = [line for line in out.splitlines() if "答：" in line]
-    assert len(answers) == 1
     assert "reader not loaded" not in err and err.count("reader loaded: onnx-int8") == 1
