@@ -160,7 +160,7 @@ def abstention_objective(
     return right / total
 
 
-def grid(sets: dict[str, list[Probe]]) -> list[Setting]:
+def grid() -> list[Setting]:
     penalties = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0]
     bonuses = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
     return [Setting(*s) for s in itertools.product((1, 2, 3), penalties, WINDOWS, bonuses, (False, True))]
@@ -175,7 +175,7 @@ def thresholds(sets: dict[str, list[Probe]], st: Setting) -> list[float]:
 def tune(
     sets: dict[str, list[Probe]], nulls: dict[str, list[Probe]], off: float
 ) -> Setting:
-    best = max(grid(sets), key=lambda st: reading_objective(sets, st, off))
+    best = max(grid(), key=lambda st: reading_objective(sets, st, off))
     ts = thresholds(sets, best)
     t = max(ts, key=lambda t: abstention_objective(sets, nulls, Setting(**{**asdict(best), "threshold": t}), off))
     return Setting(**{**asdict(best), "threshold": t})

@@ -24,7 +24,7 @@ import numpy as np
 
 from .text import sentence_bounds, trim
 
-__all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading", "WindowLogits", "decode"]
+__all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading", "WindowLogits", "choose_span", "decode"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class Reading:
     @property
     def best(self) -> ReadSpan | None:
         """The span with the highest raw score over all passages."""
-        found = [s for s in self.spans if s is not None]
-        return max(found, key=lambda s: s.score) if found else None
+        return choose_span(self, 0.0)
 
     @property
     def null_score(self) -> float:
@@ -66,6 +65,14 @@ class Reading:
     @property
     def margin(self) -> float:
         return self.margin_of(self.best)
+
+
+def choose_span(reading: Reading, rank_penalty: float) -> ReadSpan | None:
+    """The passage's best span with the highest score after the retrieval-rank prior."""
+    found = [s for s in reading.spans if s is not None]
+    if not found:
+        return None
+    return max(found, key=lambda s: s.score - rank_penalty * s.passage)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The reader's answer to a question from the top retrieved passages.
 
-Two choices sit between the model's output and the answer shown, both measured by
-``scripts/tune_reader.py`` on the validation sets (tuned on one, reported on the other)
-and shipped in ``reader.json``:
+These choices sit between the model's output and the answer shown, each measured by
+``scripts/tune_reader.py`` on the validation sets (k-fold cross-validated) and shipped in
+``reader.json`` with the abstention threshold:
 
 - which passage's span wins: raw span scores of different passages are not comparable
   (each window's logits are only calibrated against each other), and the reader alone
@@ -25,7 +25,7 @@ from qa_bot.types import ScoredChunk
 
 from .compose import Extraction, answer_window
 from .qtype import classify_question
-from .reader import Reader, Reading, ReadSpan
+from .reader import Reader, choose_span
 from .text import sentence_bounds
 
 __all__ = ["WINDOWS", "ReaderChoice", "choose_span", "read_answer", "shown_window"]
@@ -48,14 +48,6 @@ class ReaderChoice:
             raise ValueError(f"unknown answer window {self.window!r}; choose one of {', '.join(WINDOWS)}")
         if self.max_passages < 1:
             raise ValueError(f"max_passages must be at least 1, not {self.max_passages}")
-
-
-def choose_span(reading: Reading, rank_penalty: float) -> ReadSpan | None:
-    """The passage's best span with the highest score after the retrieval-rank prior."""
-    found = [s for s in reading.spans if s is not None]
-    if not found:
-        return None
-    return max(found, key=lambda s: s.score - rank_penalty * s.passage)
 
 
 def shown_window(text: str, start: int, end: int, window: Window, max_chars: int) -> tuple[int, int]:
