@@ -3,6 +3,10 @@
 Reads QA_BOT_* settings from the environment and a JSON list of questions from
 argv[1]; prints one JSON object: load time, per-question latencies (warm) and the
 process's peak RSS (VmHWM), i.e. what a bot serving this index would hold.
+
+With ``--during READY STOP`` it then creates READY and keeps asking the questions
+round after round until STOP exists, reporting each answer's (end time, latency):
+the parent publishes an update meanwhile, to see what a serving bot pays for it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def main() -> None:
         if a.answer is not None:
             answered += 1
             hits += any(str(g) in a.answer or a.answer in str(g) for g in golds)  # type: ignore[union-attr]
+    timeline: list[tuple[float, float]] = []
+    if len(sys.argv) == 5 and sys.argv[2] == "--during":
+        ready, stop = Path(sys.argv[3]), Path(sys.argv[4])
+        ready.touch()
+        while not stop.exists():
+            for q, _ in qs:
+                t = time.perf_counter()
+                service.ask(str(q))
+                timeline.append((time.time(), (time.perf_counter() - t) * 1000))
+                if stop.exists():
+                    break
     peak_kb = peak_rss_kb()
     print(
         json.dumps(
@@ -54,6 +69,7 @@ def main() -> None:
                 "answered": answered,
                 "answer_hits": hits,
                 "peak_rss_mb": peak_kb / 1024,
+                "timeline": timeline,
             }
         )
     )

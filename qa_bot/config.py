@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_shrink_fraction: float = Field(
         0.5, ge=0, le=1, validation_alias="QA_BOT_MAX_SHRINK_FRACTION"
     )
+    # the local store publishes a small update as a delta over the last full generation
+    # (hard links + delta/) while delta/ holds at most this fraction of its chunks;
+    # past it, or at 0, an update rewrites the generation in full (compaction)
+    max_delta_fraction: float = Field(0.05, ge=0, le=1, validation_alias="QA_BOT_MAX_DELTA_FRACTION")
 
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
     telegram_api_base_url: str | None = Field(None, validation_alias="TELEGRAM_API_BASE_URL")

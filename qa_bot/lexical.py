@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ LEXICAL_DIR = "lexical"
 TOKENS_FILE = "tokens.jsonl"
 USERDICT_FILE = "userdict.txt"
 TOKENIZER_VERSION = "1"
+DELTA_DIR = "delta"  # a layered generation's own share (qa_bot.index.layers)
+DELTA_DOCS_FILE = "docs.json"
+HIDDEN_FILE = "hidden.json"
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
@@ -142,12 +145,57 @@ def derive_user_words(chunks: Sequence[Chunk]) -> set[str]:
 
 
 @dataclass
+class DeltaDocs:
+    """The BM25 documents of a layered generation's delta/ (qa_bot.index.layers),
+    scored with the base's statistics: their own would be those of a handful of posts,
+    under which every word is rare and new posts would rank unlike old ones."""
+
+    chunk_ids: list[str]
+    lengths: np.ndarray  # tokens per document
+    postings: dict[str, list[tuple[int, int]]]  # token → (document, term frequency)
+    hidden_rows: np.ndarray  # base documents delta/ hides
+    base_avg_len: float
+
+    @classmethod
+    def of(cls, chunk_ids: list[str], docs: Sequence[list[str]], hidden_rows: np.ndarray, base_avg_len: float) -> DeltaDocs:
+        postings: dict[str, list[tuple[int, int]]] = {}
+        for i, toks in enumerate(docs):
+            for t, tf in Counter(toks).items():
+                postings.setdefault(t, []).append((i, tf))
+        lengths = np.array([len(t) for t in docs], dtype=np.float32)
+        return cls(chunk_ids, lengths, postings, hidden_rows, base_avg_len)
+
+    def scores(self, toks: Sequence[str], bm25: object) -> np.ndarray:
+        """BM25 (bm25s' "lucene" variant, the base's k1 and b) of each document for
+        ``toks``, document frequencies counted over base and delta together."""
+        out = np.zeros(len(self.chunk_ids), dtype=np.float32)
+        vocab = getattr(bm25, "vocab_dict", None) or {}
+        indptr = bm25.scores["indptr"] if vocab else None  # type: ignore[attr-defined]
+        n_base = int(bm25.scores["num_docs"]) if vocab else 0  # type: ignore[attr-defined]
+        k1, b = float(getattr(bm25, "k1", 1.5)), float(getattr(bm25, "b", 0.75))
+        n = n_base + len(self.chunk_ids)
+        norm = k1 * (1 - b + b * self.lengths / max(self.base_avg_len, 1.0))
+        for t in toks:
+            post = self.postings.get(t)
+            if not post:
+                continue
+            tid = vocab.get(t)
+            df = len(post) + (int(indptr[tid + 1] - indptr[tid]) if tid is not None else 0)
+            idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+            for doc, tf in post:
+                out[doc] += idf * tf / (tf + norm[doc])
+        return out
+
+
+@dataclass
 class LexicalIndex:
-    """A loaded BM25 index over the chunks of one generation, in index row order."""
+    """A loaded BM25 index over the chunks of one generation, in index row order
+    (a layered generation: the base's documents, then ``delta``'s)."""
 
     bm25: object
     tokenizer: ChineseTokenizer
     chunk_ids: list[str]  # BM25 document i is the chunk with chunk_ids[i]
+    delta: DeltaDocs | None = None
 
     @property
     def n_docs(self) -> int:
@@ -155,11 +203,17 @@ class LexicalIndex:
 
     def scores(self, query: str) -> tuple[np.ndarray, list[str]]:
         toks = self.tokenizer.query_tokens(query)
-        vocab = self.bm25.vocab_dict  # type: ignore[attr-defined]
+        n_base = self.n_docs - (len(self.delta.chunk_ids) if self.delta else 0)
+        vocab = getattr(self.bm25, "vocab_dict", None) or {}
         known = [t for t in toks if t in vocab]
-        if not known:
-            return np.zeros(self.n_docs, dtype=np.float32), toks
-        return np.asarray(self.bm25.get_scores(known), dtype=np.float32), toks  # type: ignore[attr-defined]
+        if known:
+            base = np.asarray(self.bm25.get_scores(known), dtype=np.float32)  # type: ignore[attr-defined]
+        else:
+            base = np.zeros(n_base, dtype=np.float32)
+        if self.delta is None:
+            return base, toks
+        base[self.delta.hidden_rows] = 0
+        return np.concatenate([base, self.delta.scores(toks, self.bm25)]), toks
 
     def top(self, query: str, k: int) -> list[tuple[str, float]]:
         """Up to ``k`` (chunk_id, BM25 score) with a positive score, best first."""
@@ -263,6 +317,7 @@ def build_lexical(
                 "tokenizer_version": TOKENIZER_VERSION,
                 "docs": len(corpus_tokens),
                 "user_words": len(words),
+                "avg_doc_len": float(np.mean([len(t) for t in corpus_tokens])) if corpus_tokens else 0.0,
                 # for people reading the file: counted on a build from scratch and carried by
                 # updates (counting every token of 100k chunks took seconds of each update)
                 "top_terms": top_terms if top_terms is not None else _top_terms(corpus_tokens),
@@ -274,15 +329,99 @@ def build_lexical(
     return {"tokenized": tokenized, "reused": len(chunks) - tokenized, "user_words": len(words)}
 
 
-def load_lexical(gen_dir: Path, *, user_dict_file: Path | None = None) -> LexicalIndex:
+BM25_DIR = "bm25"
+BM25_KEY_FILE = "data.csc.index.npy"  # bm25s' largest file: what identifies a saved index
+
+
+def read_bm25(path: Path) -> object:
+    return _import_bm25s().BM25.load(str(path), show_progress=False)
+
+
+def load_lexical(
+    gen_dir: Path,
+    *,
+    user_dict_file: Path | None = None,
+    load_bm25: Callable[[Path], object] = read_bm25,
+) -> LexicalIndex:
+    """The BM25 index of the generation in ``gen_dir`` (layered: with delta/'s documents);
+    ``load_bm25`` may hand out the one a previous generation over the same base loaded."""
     bm25s = _import_bm25s()
 
     d = gen_dir / LEXICAL_DIR
     meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-    words = (d / USERDICT_FILE).read_text(encoding="utf-8").split()
-    tokenizer = ChineseTokenizer(words, user_dict_file)
     chunk_ids = json.loads((d / "chunk_ids.json").read_text(encoding="utf-8"))
     if int(meta["docs"]) != len(chunk_ids):
         raise ValueError(f"{d}: BM25 index and chunk list disagree")
-    bm25 = bm25s.BM25.load(str(d / "bm25"), show_progress=False) if chunk_ids else bm25s.BM25()
-    return LexicalIndex(bm25=bm25, tokenizer=tokenizer, chunk_ids=chunk_ids)
+    bm25 = load_bm25(d / BM25_DIR) if chunk_ids else bm25s.BM25()
+    dd = gen_dir / DELTA_DIR / LEXICAL_DIR
+    delta = _load_delta(dd, len(chunk_ids)) if dd.is_dir() else None
+    # delta/'s dictionary holds the base's words and any added since
+    words = ((dd if delta else d) / USERDICT_FILE).read_text(encoding="utf-8").split()
+    tokenizer = ChineseTokenizer(words, user_dict_file)
+    if delta is not None:
+        chunk_ids = chunk_ids + delta.chunk_ids
+    return LexicalIndex(bm25=bm25, tokenizer=tokenizer, chunk_ids=chunk_ids, delta=delta)
+
+
+def _load_delta(dd: Path, n_base: int) -> DeltaDocs:
+    meta = json.loads((dd / "meta.json").read_text(encoding="utf-8"))
+    chunk_ids = json.loads((dd / "chunk_ids.json").read_text(encoding="utf-8"))
+    docs = json.loads((dd / DELTA_DOCS_FILE).read_text(encoding="utf-8"))
+    hidden = np.asarray(json.loads((dd / HIDDEN_FILE).read_text(encoding="utf-8")), dtype=np.int64)
+    if len(docs) != len(chunk_ids) or int(meta["base_docs"]) != n_base or (hidden.size and hidden.max() >= n_base):
+        raise ValueError(f"{dd}: delta BM25 documents and the base disagree")
+    return DeltaDocs.of(chunk_ids, docs, hidden, float(meta["base_avg_doc_len"]))
+
+
+def build_lexical_delta(
+    chunks: Sequence[Chunk],
+    gen_dir: Path,
+    prev_gen_dir: Path | None,
+    hidden: Collection[str],
+    *,
+    user_dict_file: Path | None = None,
+) -> dict[str, int]:
+    """Write ``<gen_dir>/delta/lexical/`` for delta/'s ``chunks`` of a layered generation
+    whose base's lexical/ is in ``gen_dir`` already; ``hidden``: base chunks not live.
+
+    Only delta/'s documents are tokenized (or carried from the previous generation's
+    delta/); the base's BM25 stays as it is and scores delta/'s documents (DeltaDocs).
+    """
+    base_dir = gen_dir / LEXICAL_DIR
+    out_dir = gen_dir / DELTA_DIR / LEXICAL_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base_meta = json.loads((base_dir / "meta.json").read_text(encoding="utf-8"))
+    words = set((base_dir / USERDICT_FILE).read_text(encoding="utf-8").split())
+    prev_tokens: dict[str, list[str]] = {}
+    avg_len = base_meta.get("avg_doc_len")
+    prev_dd = prev_gen_dir / DELTA_DIR / LEXICAL_DIR if prev_gen_dir is not None else None
+    if prev_dd is not None and prev_dd.is_dir():  # the same base: its files are ours
+        words |= set((prev_dd / USERDICT_FILE).read_text(encoding="utf-8").split())
+        prev_meta = json.loads((prev_dd / "meta.json").read_text(encoding="utf-8"))
+        avg_len = prev_meta["base_avg_doc_len"]
+        prev_ids = json.loads((prev_dd / "chunk_ids.json").read_text(encoding="utf-8"))
+        prev_docs = json.loads((prev_dd / DELTA_DOCS_FILE).read_text(encoding="utf-8"))
+        hashes = json.loads((prev_dd / "text_hashes.json").read_text(encoding="utf-8"))
+        prev_tokens = dict(zip(hashes, prev_docs, strict=True)) if len(prev_ids) == len(hashes) else {}
+    if avg_len is None:  # a base written before avg_doc_len was recorded
+        lengths = [len(t) for t in _read_tokens(base_dir / TOKENS_FILE).values()]
+        avg_len = float(np.mean(lengths)) if lengths else 0.0
+    tokenizer = ChineseTokenizer(words, user_dict_file)
+    fresh = {c.article_path for c in chunks if c.text_hash not in prev_tokens}
+    new_words = derive_user_words([c for c in chunks if c.article_path in fresh]) - words
+    tokenizer.add_words(new_words)
+    docs = [prev_tokens.get(c.text_hash) or tokenizer.tokens(c.embed_text) for c in chunks]
+    base_ids = json.loads((base_dir / "chunk_ids.json").read_text(encoding="utf-8"))
+    hidden_rows = [i for i, cid in enumerate(base_ids) if cid in hidden]
+
+    def dump(name: str, obj: object) -> None:
+        (out_dir / name).write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+
+    dump("chunk_ids.json", [c.chunk_id for c in chunks])
+    dump("text_hashes.json", [c.text_hash for c in chunks])
+    dump(DELTA_DOCS_FILE, docs)
+    dump(HIDDEN_FILE, hidden_rows)
+    (out_dir / USERDICT_FILE).write_text("\n".join(sorted(words | new_words)) + "\n", encoding="utf-8")
+    dump("meta.json", {"tokenizer_version": TOKENIZER_VERSION, "docs": len(docs), "base_docs": len(base_ids),
+                       "base_avg_doc_len": avg_len, "user_words": len(words | new_words)})
+    return {"tokenized": len(fresh), "hidden": len(hidden_rows)}

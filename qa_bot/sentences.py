@@ -26,6 +26,7 @@ from .chunking import split_sentences
 from .types import Chunk
 
 SENTENCE_DIR = "sentences"
+DELTA_DIR = "delta"  # a layered generation's own share (qa_bot.index.layers)
 FORMAT = 1
 
 
@@ -141,3 +142,41 @@ def score_sentences(sentences: ChunkSentences, qvec: np.ndarray) -> SentenceScor
     """Cosine of the question vector with each sentence (rows are unit vectors)."""
     sims = np.asarray(sentences.vectors, dtype=np.float32) @ np.asarray(qvec, dtype=np.float32)
     return SentenceScores(list(sentences.spans), sims)
+
+
+HIDDEN_FILE = "hidden.json"
+
+
+def write_hidden(delta_dir: Path, hidden: Sequence[str]) -> None:
+    """Record the base chunks a layered generation's delta/ hides."""
+    (delta_dir / SENTENCE_DIR / HIDDEN_FILE).write_text(json.dumps(sorted(hidden), ensure_ascii=False), encoding="utf-8")
+
+
+class LayeredSentences:
+    """The sentence vectors of a layered generation (qa_bot.index.layers): delta/'s
+    chunks first, the base's for the rest unless delta/ hides them."""
+
+    def __init__(self, base: SentenceVectors, delta: SentenceVectors, hidden: frozenset[str]) -> None:
+        self._base, self._delta, self._hidden = base, delta, hidden
+
+    def get(self, chunk_ids: Sequence[str]) -> dict[str, ChunkSentences]:
+        out = self._delta.get(chunk_ids)
+        out.update(self._base.get([c for c in chunk_ids if c not in out and c not in self._hidden]))
+        return out
+
+    def scores(self, chunk_id: str, qvec: np.ndarray) -> SentenceScores | None:
+        found = self.get([chunk_id]).get(chunk_id)
+        return None if found is None else score_sentences(found, qvec)
+
+
+SentenceSource = SentenceVectors | LayeredSentences
+
+
+def open_sentences(gen_dir: Path) -> SentenceSource:
+    """The sentence vectors of the generation in ``gen_dir``, layered or not."""
+    base = SentenceVectors(gen_dir)
+    delta_dir = gen_dir / DELTA_DIR
+    if (delta_dir / SENTENCE_DIR).is_dir():
+        hidden = json.loads((delta_dir / SENTENCE_DIR / HIDDEN_FILE).read_text(encoding="utf-8"))
+        return LayeredSentences(base, SentenceVectors(delta_dir), frozenset(hidden))
+    return base

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--infer-length", type=int, default=256, help="window at answer time")
     p.add_argument("--infer-stride", type=int, default=96)
     p.add_argument("--freeze-layers", type=int, default=6, help="lower encoder layers kept frozen")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="a shipped reader folder to continue training from (another epoch) instead of the bare base")
     p.add_argument("--neg-ratio", type=float, default=0.3)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
@@ -153,6 +155,21 @@ def _progress_callback():
     return Progress()
 
 
+def start_model_dir(args: argparse.Namespace, base_dir: Path) -> tuple[Path, dict[str, object] | None]:
+    """Where training starts: the base, or the base merged with an earlier run's weights.
+
+    Continuing from a shipped run keeps a long schedule resumable across sessions: each
+    run is one epoch, and the card records the chain of runs it grew from.
+    """
+    if args.init_from is None:
+        return base_dir, None
+    merged = ensure_merged(Settings().cache_dir, base_dir, shipped=args.init_from)
+    earlier = json.loads((args.init_from / "reader.json").read_text(encoding="utf-8"))
+    earlier_trained = dict(earlier.get("trained", {}))
+    earlier_trained.pop("trial_gold_paragraph", None)
+    return merged, {"weights_sha256": earlier["sha256"], "trained": earlier_trained}
+
+
 def train(args: argparse.Namespace, base_dir: Path):
     from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
@@ -160,7 +177,10 @@ def train(args: argparse.Namespace, base_dir: Path):
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     feats, facts = features(args, tokenizer)
     log.info("training windows: %d (%s)", len(feats), facts)
-    model = build_model(base_dir, args.freeze_layers)
+    start_dir, earlier = start_model_dir(args, base_dir)
+    model = build_model(start_dir, args.freeze_layers)
+    if earlier:
+        facts["continued_from"] = earlier
     ckpt_dir = args.work / "checkpoints"
     targs = TrainingArguments(
         output_dir=str(ckpt_dir),

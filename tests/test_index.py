@@ -715,7 +715,7 @@ def test_ivf_recall_and_incremental_update(tmp_path: Path) -> None:
         assert m.faiss.nprobe <= m.faiss.nlist // 8  # still far cheaper than exhaustive
         recall = _recall_at_10(snap, table, np.arange(n_art * per), queries)
         assert recall >= 0.98, recall
-        snap._index.nprobe = 1  # the tuned nprobe matters: a single list misses neighbours
+        snap.vectors.base.nprobe = 1  # the tuned nprobe matters: a single list misses neighbours
         assert _recall_at_10(snap, table, np.arange(n_art * per), queries) < 0.98
 
     # incremental on IVF: drop one article, add two; no retraining, ids patched in place

@@ -72,8 +72,8 @@ def free_port() -> int:
 class Site:
     """A corpus, an index (local folder or Milvus URI) and the env pointing at them."""
 
-    def __init__(self, root: Path, kind: str, uri: str | None = None) -> None:
-        self.root, self.kind = root, kind
+    def __init__(self, root: Path, kind: str, uri: str | None = None, *, layered: bool = False) -> None:
+        self.root, self.kind, self.layered = root, kind, layered
         self.corpus = root / "corpus"
         self.env: dict[str, str | None] = {
             "QA_BOT_CORPUS_DIR": str(self.corpus),
@@ -86,6 +86,8 @@ class Site:
             "QA_BOT_MILVUS_TOKEN": None,
             "QA_BOT_USER_DICT": None,
             "QA_BOT_TOP_K": None,
+            # "local-layered": every update of the local store is a delta over its base
+            "QA_BOT_MAX_DELTA_FRACTION": "1" if layered else None,
         }
 
     def run(self, *args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> tuple[int, str, str]:  # noqa: A002
@@ -115,10 +117,12 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module", params=["local", "milvus"])
+@pytest.fixture(scope="module", params=["local", "local-layered", "milvus"])
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Site:
-    """The bundled seed post plus 12 factory posts, built once per store."""
-    site = Site(tmp_path_factory.mktemp(request.param) / "site", request.param)
+    """The bundled seed post plus 12 factory posts, built once per store (the local
+    store twice: with full generations, and publishing every update as a delta)."""
+    kind = request.param.split("-")[0]
+    site = Site(tmp_path_factory.mktemp(request.param) / "site", kind, layered=request.param.endswith("layered"))
     (site.corpus / "_posts").mkdir(parents=True)
     shutil.copy(SEED, site.corpus / "_posts" / SEED.name)
     factory_posts(site.corpus, 12)
@@ -131,7 +135,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def store(built: Site, tmp_path: Path) -> Site:
     """A copy of the built site (index, Milvus Lite folder and vector cache included)."""
     shutil.copytree(built.root, tmp_path / "site", symlinks=True)
-    return Site(tmp_path / "site", built.kind)
+    return Site(tmp_path / "site", built.kind, layered=built.layered)
 
 
 # --------------------------------------------------------------------------- build, ask, change
@@ -149,6 +153,9 @@ def test_build_ask_add_edit_delete(store: Site) -> None:
     assert r["embedded_chunks"] == 1  # only the new text
     (a,) = store.ask("青石港三期码头总投资多少")
     assert paths(a)[0] == new and "48.6亿元" in a["answer"]
+    if store.layered:
+        m = json.loads((store.root / "idx" / "MANIFEST.json").read_text(encoding="utf-8"))
+        assert (m["format"], m["delta"]["articles"], m["delta"]["chunks"]) == (2, 1, 1)
 
     write_post(store.corpus, "2022-08-01-new.md", "青石港三期码头开工", "青石港三期码头今日开工，总投资52.3亿元，设计吞吐量1200万吨。")
     r = store.update()
@@ -164,6 +171,23 @@ def test_build_ask_add_edit_delete(store: Site) -> None:
 
     again = store.update()
     assert (again["published"], again["embedded_chunks"]) == (False, 0)
+    code, out, err = store.run("index", "verify")
+    assert code == 0, out + err
+
+
+def test_edit_and_remove_posts_of_the_first_build(store: Site) -> None:
+    """Changes to articles the build wrote (a layered store hides them in its base)."""
+    first, second = sorted((store.corpus / "_posts").glob("*华岳*.md"))[:2]
+    first.write_text(first.read_text(encoding="utf-8").replace("总投资", "计划总投资7777亿元，原总投资"), encoding="utf-8")
+    second.unlink()
+    r = store.update()
+    assert (r["added"], r["changed"], r["removed"]) == (0, 1, 1)
+    (a,) = store.ask(first.read_text(encoding="utf-8").split('title: "')[1].split('"')[0] + "计划总投资多少")
+    assert paths(a)[0] == f"_posts/{first.name}" and "7777亿元" in a["sources"][0]["text"]
+    texts = [s["text"] for q in store.ask("华岳能源生产基地设计年产能多少") for s in q["sources"]]
+    assert texts and not any(f"第{second.stem[-3:].lstrip('0') or '0'}号" in t for t in texts)
+    stats = store.ok_json("index", "stats", "--json")
+    assert (stats["articles"], stats["chunks"]) == (12, 12 + 13)  # the seed has 14 chunks
     code, out, err = store.run("index", "verify")
     assert code == 0, out + err
 

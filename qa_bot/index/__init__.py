@@ -114,7 +114,11 @@ def open_store(settings: Settings) -> Store:
     over ``settings.index_dir``, or ``milvus`` (``qa_bot.index.milvus.milvus_store``,
     imported only when chosen: pymilvus is heavy). Opens nothing yet."""
     if settings.store == "local":
-        return LocalStore(settings.index_dir, artifacts=SearchArtifacts(settings.user_dict))
+        return LocalStore(
+            settings.index_dir,
+            artifacts=SearchArtifacts(settings.user_dict),
+            max_delta_fraction=settings.max_delta_fraction,
+        )
     if settings.store == "milvus":
         try:
             from . import milvus

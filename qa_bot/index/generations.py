@@ -56,12 +56,19 @@ from .store import StoreStats
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: a generation layered as its base's files plus a delta/ segment (qa_bot.index.delta);
+#: written only when there is a delta, so a store that never layers stays readable by
+#: earlier versions
+DELTA_FORMAT_VERSION = 2
 
 MANIFEST_NAME = "MANIFEST.json"
 LOCK_NAME = ".lock"
 CACHE_NAME = "vector_cache.sqlite"
 META_NAME = "meta.sqlite"
 VECTORS_NAME = "vectors.faiss"
+DELTA_DIR = "delta"
+DELTA_META_NAME = f"{DELTA_DIR}/meta.sqlite"
+DELTA_VECTORS_NAME = f"{DELTA_DIR}/vectors.npy"
 GEN_PREFIX = "gen-"
 TMP_PREFIX = ".tmp-"
 
@@ -95,6 +102,17 @@ class FaissInfo:
 
 
 @dataclass(frozen=True)
+class DeltaInfo:
+    """A layered generation: the files of ``base_generation`` (hard links) hold most
+    chunks; ``delta/`` holds the articles written since, and the base articles it hides."""
+
+    base_generation: str
+    articles: int  # articles in delta/
+    chunks: int  # chunks in delta/
+    hidden_articles: int  # base articles that delta/ removes or replaces
+
+
+@dataclass(frozen=True)
 class Manifest:
     generation: str
     previous_generation: str | None
@@ -109,10 +127,11 @@ class Manifest:
     next_vector_id: int
     files: dict[str, FileEntry]
     format: int = FORMAT_VERSION
+    delta: DeltaInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
+        out: dict[str, Any] = {
+            "format": DELTA_FORMAT_VERSION if self.delta else FORMAT_VERSION,
             "generation": self.generation,
             "previous_generation": self.previous_generation,
             "model": self.model,
@@ -125,6 +144,9 @@ class Manifest:
             "next_vector_id": self.next_vector_id,
             "files": {k: asdict(v) for k, v in sorted(self.files.items())},
         }
+        if self.delta is not None:
+            out["delta"] = asdict(self.delta)
+        return out
 
     @classmethod
     def from_json(cls, raw: Any) -> Manifest:
@@ -132,8 +154,10 @@ class Manifest:
         if not isinstance(raw, dict):
             raise TypeError("not a JSON object")
         fmt = raw["format"]
-        if fmt != FORMAT_VERSION:
-            raise ValueError(f"format {fmt!r}, this qa-bot reads format {FORMAT_VERSION}")
+        if fmt not in (FORMAT_VERSION, DELTA_FORMAT_VERSION):
+            raise ValueError(
+                f"format {fmt!r}, this qa-bot reads formats {FORMAT_VERSION} and {DELTA_FORMAT_VERSION}"
+            )
         gen = _typed(raw["generation"], str)
         if not _GEN_ID_RE.match(gen):
             raise ValueError(f"bad generation id {gen!r}")
@@ -156,6 +180,7 @@ class Manifest:
         for required in (META_NAME, VECTORS_NAME):
             if required not in files:
                 raise ValueError(f"{required} not listed")
+        delta = _delta_info(raw, files) if fmt == DELTA_FORMAT_VERSION else None
         counts = _typed(raw["counts"], dict)
         dim = _nonneg(raw["dim"])
         if dim == 0:
@@ -179,7 +204,19 @@ class Manifest:
             ),
             next_vector_id=_nonneg(raw["next_vector_id"]),
             files=files,
+            delta=delta,
         )
+
+
+def _delta_info(raw: dict[str, Any], files: dict[str, FileEntry]) -> DeltaInfo:
+    d = _typed(raw["delta"], dict)
+    base = _typed(d["base_generation"], str)
+    if not _GEN_ID_RE.match(base):
+        raise ValueError(f"bad base generation id {base!r}")
+    for required in (DELTA_META_NAME, DELTA_VECTORS_NAME):
+        if required not in files:
+            raise ValueError(f"{required} not listed")
+    return DeltaInfo(base, _nonneg(d["articles"]), _nonneg(d["chunks"]), _nonneg(d["hidden_articles"]))
 
 
 def _typed(v: Any, t: type) -> Any:
@@ -235,14 +272,43 @@ def published_generation(index_dir: str | os.PathLike[str]) -> str | None:
 # --------------------------------------------------------------------------- checksums
 
 
+class VerifiedFiles:
+    """The files whose sha256 this process has checked, by inode, size and mtime.
+
+    A layered generation hard-links its base's files, so a long-running process (the
+    bot, ``qa-bot watch``) hashes a 1 GB base once instead of on every update and
+    reload; any write to a file changes its mtime, so a damaged file is still caught.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[int, int, int, int, str]] = set()
+
+    @staticmethod
+    def _key(st: os.stat_result, sha256: str) -> tuple[int, int, int, int, str]:
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, sha256)
+
+    def known(self, st: os.stat_result, sha256: str) -> bool:
+        return self._key(st, sha256) in self._seen
+
+    def add(self, st: os.stat_result, sha256: str) -> None:
+        self._seen.add(self._key(st, sha256))
+
+
 def check_files(
-    gen_dir: Path, m: Manifest, verify: bool, *, vanished_ok: bool = True
+    gen_dir: Path,
+    m: Manifest,
+    verify: bool,
+    *,
+    vanished_ok: bool = True,
+    memo: VerifiedFiles | None = None,
 ) -> Iterator[tuple[Path, str]]:
-    """Yield (file, problem) for listed files whose size or sha256 differs."""
+    """Yield (file, problem) for listed files whose size or sha256 differs (files in
+    ``memo`` are not hashed again)."""
     for name, ent in sorted(m.files.items()):
         p = gen_dir / name
         try:
-            size = p.stat().st_size
+            st = p.stat()
+            size = st.st_size
         except FileNotFoundError:
             if not vanished_ok and not gen_dir.exists():
                 raise Vanished() from None
@@ -255,7 +321,7 @@ def check_files(
                 + (" (truncated)" if size < ent.size else ""),
             )
             continue
-        if verify:
+        if verify and not (memo is not None and memo.known(st, ent.sha256)):
             try:
                 digest = sha256_file(p)
             except FileNotFoundError:
@@ -268,6 +334,8 @@ def check_files(
                 continue
             if digest != ent.sha256:
                 yield p, "checksum mismatch (file altered)"
+            elif memo is not None:
+                memo.add(st, digest)
 
 
 def sha256_file(path: Path) -> str:

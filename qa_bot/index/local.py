@@ -9,22 +9,46 @@ vectors, the artifacts ``SearchArtifacts`` writes into every generation.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from ..embedding import Embedder
-from ..lexical import ChineseTokenizer, LexicalIndex, build_lexical, load_lexical
-from ..sentences import ChunkSentences, SentenceVectors, write_sentence_vectors
+from ..lexical import (
+    BM25_KEY_FILE,
+    ChineseTokenizer,
+    LexicalIndex,
+    build_lexical,
+    build_lexical_delta,
+    load_lexical,
+    read_bm25,
+)
+from ..sentences import (
+    ChunkSentences,
+    SentenceSource,
+    open_sentences,
+    write_hidden,
+    write_sentence_vectors,
+)
 from ..types import Article, Chunk
 from .changes import update_store
+from .delta import DEFAULT_MAX_FRACTION
 from .errors import IndexBusy, IndexCorrupt, IndexOutdated, IndexProblem
-from .faiss_index import APPROX_THRESHOLD
-from .generations import CACHE_NAME, LOCK_NAME, published_generation, read_manifest
+from .faiss_index import APPROX_THRESHOLD, read_faiss
+from .generations import (
+    CACHE_NAME,
+    DELTA_DIR,
+    LOCK_NAME,
+    VerifiedFiles,
+    published_generation,
+    read_manifest,
+)
 from .snapshot import IndexSnapshot, open_index
 from .store import (
     ArticleInfo,
@@ -41,14 +65,49 @@ from .verify import local_stats, verify_index
 ArtifactHook = Callable[[list[Chunk], Path, "Path | None"], None]
 
 
+class LastLoaded:
+    """The object last loaded from a file, handed out again while the file is the same
+    (device, inode, size, mtime): the generations of a layered update hard-link their
+    base's files, so a reader reloading after an update shares the base's faiss index
+    and BM25 instead of reading them again. Loaded objects are only ever read."""
+
+    def __init__(self, load: Callable[[Path], Any], key_file: str | None = None) -> None:
+        self._load, self._key_file = load, key_file
+        self._last: tuple[tuple[int, int, int, int], Any] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> Any:
+        try:
+            st = (path / self._key_file if self._key_file else path).stat()
+        except FileNotFoundError:
+            return self._load(path)  # the loader says what is missing
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if self._last is not None and self._last[0] == key:
+                return self._last[1]
+        obj = self._load(path)
+        with self._lock:
+            self._last = (key, obj)
+        return obj
+
+
 class SearchArtifacts:
     """BM25 over jieba (``qa_bot.lexical``) and sentence vectors (``qa_bot.sentences``):
     what a ``LocalReader`` searches besides the faiss index."""
 
+    supports_layers = True
+
     def __init__(self, user_dict_file: Path | None = None) -> None:
         self.user_dict_file = user_dict_file
+        self._bm25 = LastLoaded(read_bm25, BM25_KEY_FILE)
 
     def write(self, gen: NewGeneration) -> None:
+        if gen.hidden is not None:
+            build_lexical_delta(gen.chunks, gen.dir, gen.previous_dir, gen.hidden,
+                                user_dict_file=self.user_dict_file)
+            write_sentence_vectors(gen.dir / DELTA_DIR, gen.chunks, self._sentences(gen), gen.dim)
+            write_hidden(gen.dir / DELTA_DIR, sorted(gen.hidden))
+            return
         # a full build derives the user dictionary afresh instead of growing the old one
         previous = None if gen.full else gen.previous_dir
         build_lexical(gen.chunks, gen.dir, previous, user_dict_file=self.user_dict_file)
@@ -62,20 +121,24 @@ class SearchArtifacts:
         carried: dict[str, ChunkSentences] = {}
         if gen.previous_dir is not None and not gen.full and gen.same:
             try:
-                carried = SentenceVectors(gen.previous_dir).get([c.chunk_id for c in gen.chunks if c.chunk_id in gen.same])
+                same = [c.chunk_id for c in gen.chunks if c.chunk_id in gen.same]
+                carried = open_sentences(gen.previous_dir).get(same)
             except (OSError, ValueError, KeyError):
                 carried = {}  # unusable: every sentence from the cache
         fresh = [c for c in gen.chunks if c.chunk_id not in carried]
         made = dict(zip((c.chunk_id for c in fresh), gen.vectors.sentence_vectors(fresh), strict=True))
         return [carried[c.chunk_id] if c.chunk_id in carried else made[c.chunk_id] for c in gen.chunks]
 
-    def load(self, gen_dir: Path) -> tuple[LexicalIndex | None, SentenceVectors | None]:
-        return load_lexical(gen_dir, user_dict_file=self.user_dict_file), SentenceVectors(gen_dir)
+    def load(self, gen_dir: Path) -> tuple[LexicalIndex | None, SentenceSource | None]:
+        lexical = load_lexical(gen_dir, user_dict_file=self.user_dict_file, load_bm25=self._bm25)
+        return lexical, open_sentences(gen_dir)
 
 
 class HookArtifacts:
     """Artifacts written by a plain function ``hook(chunks, gen_dir, previous_gen_dir)``
     (tests, tools); a reader finds nothing of them to search."""
+
+    supports_layers = False  # the hook writes a whole generation's files
 
     def __init__(self, hook: ArtifactHook) -> None:
         self.hook = hook
@@ -83,7 +146,7 @@ class HookArtifacts:
     def write(self, gen: NewGeneration) -> None:
         self.hook(gen.chunks, gen.dir, gen.previous_dir)
 
-    def load(self, gen_dir: Path) -> tuple[LexicalIndex | None, SentenceVectors | None]:
+    def load(self, gen_dir: Path) -> tuple[LexicalIndex | None, SentenceSource | None]:
         return None, None
 
 
@@ -92,7 +155,7 @@ class LocalReader:
     answering after the generation's files are deleted)."""
 
     def __init__(
-        self, snapshot: IndexSnapshot, lexical: LexicalIndex | None, sentences: SentenceVectors | None
+        self, snapshot: IndexSnapshot, lexical: LexicalIndex | None, sentences: SentenceSource | None
     ) -> None:
         self.snapshot, self._lexical, self._sentences = snapshot, lexical, sentences
         self._tokenizer: Segmenter = lexical.tokenizer if lexical is not None else ChineseTokenizer()
@@ -112,6 +175,10 @@ class LocalReader:
     @property
     def tokenizer(self) -> Segmenter:
         return self._tokenizer
+
+    @property
+    def lexical_index(self) -> LexicalIndex | None:
+        return self._lexical
 
     def dense_search(self, qvecs: np.ndarray, k: int) -> list[list[tuple[Chunk, float]]]:
         return self.snapshot.search(qvecs, k)
@@ -159,10 +226,14 @@ class LocalStore:
         *,
         artifacts: Artifacts | None = None,
         approx_threshold: int = APPROX_THRESHOLD,
+        max_delta_fraction: float = DEFAULT_MAX_FRACTION,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.artifacts = artifacts
         self.approx_threshold = approx_threshold
+        self.max_delta_fraction = max_delta_fraction
+        self._verified = VerifiedFiles()
+        self._faiss = LastLoaded(read_faiss)
         self._lock: FileLock | None = None
         # what current_state() read, reused by apply() under the same lock: checking
         # every file's sha256 twice would double the cost of a large update
@@ -178,7 +249,7 @@ class LocalStore:
     def open_reader(
         self, *, model: str | None = None, dim: int | None = None, layout_version: str | None = None
     ) -> LocalReader:
-        snapshot = open_index(self.index_dir, model=model, dim=dim)
+        snapshot = open_index(self.index_dir, model=model, dim=dim, memo=self._verified, load_faiss=self._faiss)
         try:
             if layout_version is not None and snapshot.manifest.chunker_version != layout_version:
                 raise IndexOutdated(self.index_dir)
@@ -210,7 +281,7 @@ class LocalStore:
                 self._loaded = None
 
     def current_state(self) -> PublishedState:
-        self._loaded = load_previous(self.index_dir)
+        self._loaded = load_previous(self.index_dir, self._verified)
         return self._loaded.state()
 
     def _published(self) -> Loaded:
@@ -222,7 +293,7 @@ class LocalStore:
                     return cached
             except IndexProblem:  # unreadable now: load_previous says why
                 pass
-        return load_previous(self.index_dir)
+        return load_previous(self.index_dir, self._verified)
 
     def apply(
         self,
@@ -244,6 +315,7 @@ class LocalStore:
                 artifacts=self.artifacts,
                 approx_threshold=self.approx_threshold,
                 shrink_guard=(allow_shrink, max_shrink_fraction),
+                max_delta_fraction=self.max_delta_fraction,
             )
 
     def vector_cache_path(self) -> Path:

@@ -169,10 +169,15 @@ def write_meta(
 
 
 def write_generation(
-    index_dir: Path, previous: Manifest | None, write_files: Callable[[Path], None]
+    index_dir: Path,
+    previous: Manifest | None,
+    write_files: Callable[[Path], None],
+    *,
+    known: Mapping[str, FileEntry] | None = None,
 ) -> tuple[str, Path, dict[str, FileEntry]]:
     """Write a new generation with ``write_files(dir)`` and rename it into place
-    (not yet published). Returns its id, final dir and the checksums of its files."""
+    (not yet published). Returns its id, final dir and the checksums of its files;
+    ``known`` entries (hard links to published files) are taken as they are."""
     gen_id = new_generation_id(previous)
     tmp_dir = index_dir / f"{TMP_PREFIX}{GEN_PREFIX}{gen_id}"
     final_dir = index_dir / f"{GEN_PREFIX}{gen_id}"
@@ -181,11 +186,12 @@ def write_generation(
         write_files(tmp_dir)
         fsync_tree(tmp_dir)
         crashpoint("before-rename")
-        files = {
-            p.relative_to(tmp_dir).as_posix(): FileEntry(sha256_file(p), p.stat().st_size)
-            for p in sorted(tmp_dir.rglob("*"))
-            if p.is_file()
-        }
+        files = {}
+        for p in sorted(tmp_dir.rglob("*")):
+            if p.is_file():
+                name, size = p.relative_to(tmp_dir).as_posix(), p.stat().st_size
+                ent = (known or {}).get(name)
+                files[name] = ent if ent is not None and ent.size == size else FileEntry(sha256_file(p), size)
         os.replace(tmp_dir, final_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)

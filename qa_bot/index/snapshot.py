@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,21 +22,27 @@ import numpy as np
 
 from ..types import Chunk
 from .errors import IndexCorrupt, ModelMismatch
-from .faiss_index import check_faiss, faiss_ids, read_faiss
+from .faiss_index import read_faiss
 from .generations import (
+    DELTA_META_NAME,
     META_NAME,
     VECTORS_NAME,
     Manifest,
     Vanished,
+    VerifiedFiles,
     check_files,
     gen_dir,
     manifest_stats,
     read_manifest,
 )
+from .layers import LiveVectors, attach_delta, open_live_vectors
 from .store import ArticleInfo
 
 _SQL_VARS = 500  # well below SQLite's host-parameter limit
 
+#: the order of a generation's rows (``seq`` of an unlayered one; layered ones number
+#: delta/'s rows apart, so queries sort by what ``seq`` follows)
+ROW_ORDER = "article_path, ordinal, chunk_id"
 CHUNK_COLS = "chunk_id, article_path, ordinal, title, date, url, text, embed_text, text_hash"
 ARTICLE_COLS = "path, title, date, url, source, content_hash, n_chunks, categories, tags"
 
@@ -77,11 +83,11 @@ class IndexSnapshot:
     """
 
     def __init__(
-        self, gen_dir: Path, manifest: Manifest, index: faiss.Index, conn: sqlite3.Connection
+        self, gen_dir: Path, manifest: Manifest, vectors: LiveVectors, conn: sqlite3.Connection
     ) -> None:
         self.dir = gen_dir
         self.manifest = manifest
-        self._index = index
+        self._vectors = vectors
         self._conn = conn
         # one sqlite connection shared by threads; sqlite3 objects are not thread-safe
         self._lock = threading.Lock()
@@ -89,6 +95,10 @@ class IndexSnapshot:
     @property
     def generation(self) -> str:
         return self.manifest.generation
+
+    @property
+    def vectors(self) -> LiveVectors:
+        return self._vectors
 
     def __len__(self) -> int:
         return self.manifest.chunks
@@ -114,9 +124,9 @@ class IndexSnapshot:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.manifest.dim:
             raise ValueError(f"query vectors must be (n, {self.manifest.dim}), got {q.shape}")
-        if k <= 0 or q.shape[0] == 0 or self._index.ntotal == 0:
+        if k <= 0 or q.shape[0] == 0 or self._vectors.ntotal == 0:
             return [[] for _ in range(q.shape[0])]
-        scores, ids = self._index.search(q, min(k, int(self._index.ntotal)))
+        scores, ids = self._vectors.search(q, min(k, self._vectors.ntotal))
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         by_vid = self._chunks_by_vid(wanted)
         out: list[list[tuple[Chunk, float]]] = []
@@ -143,7 +153,7 @@ class IndexSnapshot:
 
     def chunks_for(self, article_path: str) -> list[Chunk]:
         rows = self._query(
-            f"SELECT {CHUNK_COLS} FROM chunks WHERE article_path = ? ORDER BY seq", (article_path,)
+            f"SELECT {CHUNK_COLS} FROM chunks WHERE article_path = ? ORDER BY ordinal", (article_path,)
         )
         return [row_chunk(r) for r in rows]
 
@@ -160,9 +170,7 @@ class IndexSnapshot:
 
     def all_chunks(self) -> list[Chunk]:
         """Every chunk, in the generation's stable order (the order the artifacts hook saw)."""
-        return [
-            row_chunk(r) for r in self._query(f"SELECT {CHUNK_COLS} FROM chunks ORDER BY seq")
-        ]
+        return [row_chunk(r) for r in self._query(f"SELECT {CHUNK_COLS} FROM chunks ORDER BY {ROW_ORDER}")]
 
     def articles(self) -> list[ArticleInfo]:
         return [
@@ -190,9 +198,12 @@ class IndexSnapshot:
         m, meta = self.manifest, self.dir / META_NAME
         problems: list[str] = []
         try:
-            ok = self._query("PRAGMA quick_check")
-            if ok != [("ok",)]:
-                problems.append(f"{meta}: sqlite quick_check: {ok[0][0]}")
+            for schema, path in (("main", meta), ("delta", self.dir / DELTA_META_NAME)):
+                if schema == "delta" and m.delta is None:
+                    continue
+                ok = self._query(f"PRAGMA {schema}.quick_check")
+                if ok != [("ok",)]:
+                    problems.append(f"{path}: sqlite quick_check: {ok[0][0]}")
             vids = np.array([r[0] for r in self._query("SELECT vid FROM chunks")], dtype=np.int64)
             orphans = self._query(
                 "SELECT count(*) FROM chunks c LEFT JOIN articles a ON a.path = c.article_path "
@@ -204,7 +215,7 @@ class IndexSnapshot:
                 problems.append(f"{meta}: vector id {int(vids.max())} ≥ next_vector_id")
         except sqlite3.DatabaseError as e:
             return [*problems, f"{meta}: unreadable: {e}"]
-        if not np.array_equal(np.sort(faiss_ids(self._index)), np.sort(vids)):
+        if not np.array_equal(np.sort(self._vectors.ids()), np.sort(vids)):
             problems.append(f"{self.dir / VECTORS_NAME}: vector ids differ from the chunks in {META_NAME}")
         return problems
 
@@ -219,6 +230,8 @@ def open_index(
     model: str | None = None,
     dim: int | None = None,
     verify: bool = True,
+    memo: VerifiedFiles | None = None,
+    load_faiss: Callable[[Path], faiss.Index] = read_faiss,
 ) -> IndexSnapshot:
     """Load the published generation read-only.
 
@@ -235,25 +248,29 @@ def open_index(
             break
         last = m
         try:
-            return load_snapshot(gen_dir(index_dir, m.generation), m, verify)
+            return load_snapshot(gen_dir(index_dir, m.generation), m, verify, memo, load_faiss)
         except Vanished:
             continue
     assert last is not None
     raise IndexCorrupt(gen_dir(index_dir, last.generation), "generation files missing")
 
 
-def load_snapshot(gen_dir: Path, m: Manifest, verify: bool) -> IndexSnapshot:
+def load_snapshot(
+    gen_dir: Path,
+    m: Manifest,
+    verify: bool,
+    memo: VerifiedFiles | None = None,
+    load_faiss: Callable[[Path], faiss.Index] = read_faiss,
+) -> IndexSnapshot:
     if not gen_dir.is_dir():
         raise Vanished()
     meta_path = gen_dir / META_NAME
     # open sqlite first: the fd keeps the file alive even if a writer deletes the dir now
-    conn = open_meta_ro(meta_path)
+    conn = open_generation_meta(gen_dir, m)
     try:
-        for problem in check_files(gen_dir, m, verify, vanished_ok=False):
+        for problem in check_files(gen_dir, m, verify, vanished_ok=False, memo=memo):
             raise IndexCorrupt(problem[0], problem[1])
-        vec_path = gen_dir / VECTORS_NAME
-        index = read_faiss(vec_path)
-        check_faiss(vec_path, index, m)
+        vectors = open_live_vectors(gen_dir, m, conn, load_faiss)
         try:
             n_chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
             n_articles = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
@@ -267,7 +284,19 @@ def load_snapshot(gen_dir: Path, m: Manifest, verify: bool) -> IndexSnapshot:
     except BaseException:
         conn.close()
         raise
-    return IndexSnapshot(gen_dir, m, index, conn)
+    return IndexSnapshot(gen_dir, m, vectors, conn)
+
+
+def open_generation_meta(gen_dir: Path, m: Manifest) -> sqlite3.Connection:
+    """The generation's meta.sqlite, read-only; a layered one reads through delta/."""
+    conn = open_meta_ro(gen_dir / META_NAME)
+    if m.delta is not None:
+        try:
+            attach_delta(conn, gen_dir)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
 
 
 def open_meta_ro(path: Path) -> sqlite3.Connection:

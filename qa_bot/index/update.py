@@ -24,8 +24,9 @@ from ..lexical import LexicalIndex
 from ..sentences import SentenceVectors
 from ..types import Chunk
 from .changes import check_shrink
+from .delta import DeltaPlan, DeltaUnavailable, plan_delta, publish_delta, vectors_for
 from .errors import IndexCorrupt, IndexMissing, ModelMismatch, StaleChanges
-from .faiss_index import build_faiss, check_faiss, read_faiss, rebuild_reason
+from .faiss_index import build_faiss, rebuild_reason
 from .generations import (
     META_NAME,
     VECTORS_NAME,
@@ -33,13 +34,15 @@ from .generations import (
     FileEntry,
     Manifest,
     Vanished,
+    VerifiedFiles,
     check_files,
     gc,
     gen_dir,
     read_manifest,
 )
+from .layers import read_vectors
 from .publish import ARTICLE_ROW_COLS, ArticleRow, now_iso, publish, write_generation, write_meta
-from .snapshot import CHUNK_COLS, open_meta_ro, row_chunk
+from .snapshot import CHUNK_COLS, ROW_ORDER, open_generation_meta, row_chunk
 from .store import ChangeSet, PublishedState, UpdateReport, VectorSource
 
 log = logging.getLogger(__name__)
@@ -58,10 +61,20 @@ class NewGeneration:
     #: chunks that are in the previous generation with the same text (their derived
     #: data there can be copied instead of computed)
     same: frozenset[str] = frozenset()
+    #: a layered generation (qa_bot.index.layers): ``dir`` holds the base's files
+    #: already, ``chunks`` are delta/'s, and these base chunks are hidden
+    hidden: frozenset[str] | None = None
+
+    @property
+    def layered(self) -> bool:
+        return self.hidden is not None
 
 
 class Artifacts(Protocol):
     """Extra files of each generation, derived from its chunks (BM25, sentence vectors)."""
+
+    #: can write the delta/ share of a layered generation (``NewGeneration.layered``)
+    supports_layers: bool
 
     def write(self, gen: NewGeneration) -> None: ...
 
@@ -105,7 +118,7 @@ class Loaded:
         )
 
 
-def load_previous(index_dir: Path) -> Loaded:
+def load_previous(index_dir: Path, memo: VerifiedFiles | None = None) -> Loaded:
     try:
         m = read_manifest(index_dir)
     except IndexMissing:
@@ -113,12 +126,12 @@ def load_previous(index_dir: Path) -> Loaded:
     except IndexCorrupt as e:
         return Loaded(problem=str(e))
     gdir = gen_dir(index_dir, m.generation)
-    problems = list(check_files(gdir, m, verify=True))
+    problems = list(check_files(gdir, m, verify=True, memo=memo))
     if problems:
         p, why = problems[0]
         return Loaded(manifest=m, problem=f"{p}: {why}")
     try:
-        conn = open_meta_ro(gdir / META_NAME)
+        conn = open_generation_meta(gdir, m)
     except (IndexCorrupt, Vanished) as e:
         return Loaded(manifest=m, problem=str(e) or f"{gdir} vanished")
     try:
@@ -138,7 +151,7 @@ def load_previous(index_dir: Path) -> Loaded:
 def _unchanged_rows(prev: Previous, paths: Sequence[str]) -> tuple[list[ArticleRow], list[Chunk]]:
     """The rows of these articles and their chunks, as the previous generation has them."""
     wanted = set(paths)
-    conn = open_meta_ro(prev.gen_dir / META_NAME)
+    conn = open_generation_meta(prev.gen_dir, prev.manifest)
     try:
         arts = [
             ArticleRow.from_row(r)
@@ -147,7 +160,7 @@ def _unchanged_rows(prev: Previous, paths: Sequence[str]) -> tuple[list[ArticleR
         ]
         chunks = [
             row_chunk(r)
-            for r in conn.execute(f"SELECT {CHUNK_COLS} FROM chunks ORDER BY seq")
+            for r in conn.execute(f"SELECT {CHUNK_COLS} FROM chunks ORDER BY {ROW_ORDER}")
             if r[1] in wanted
         ]
     except sqlite3.DatabaseError as e:
@@ -234,24 +247,14 @@ def assign_vector_ids(ordered: Sequence[Chunk], prev: Previous | None) -> Vector
 # --------------------------------------------------------------------------- faiss: patch or rebuild
 
 
-def _vectors_for(chunks: Sequence[Chunk], rows: Rows, source: VectorSource, dim: int) -> np.ndarray:
-    """Vectors of ``chunks``: the change set's, else the source's (unchanged chunks of
-    a rebuild: the vector cache has them, the model fills any it lost)."""
-    if not chunks:
-        return np.zeros((0, dim), np.float32)
-    lacking = [c for c in chunks if c.chunk_id not in rows.given]
-    found: dict[str, np.ndarray] = {}
-    if lacking:
-        found = dict(zip((c.chunk_id for c in lacking), source.chunk_vectors(lacking), strict=True))
-    return np.stack([rows.given.get(c.chunk_id, found.get(c.chunk_id)) for c in chunks])
-
-
 def _base_index(prev: Previous) -> tuple[faiss.Index | None, str | None]:
     """The previous faiss index to patch, or why it cannot be."""
-    vec_path = prev.gen_dir / VECTORS_NAME
     try:
-        index = read_faiss(vec_path)
-        check_faiss(vec_path, index, prev.manifest)
+        conn = open_generation_meta(prev.gen_dir, prev.manifest)
+        try:
+            index = read_vectors(prev.gen_dir, prev.manifest, conn)
+        finally:
+            conn.close()
     except (IndexCorrupt, Vanished) as e:
         return None, f"previous faiss index unusable ({e})"
     return index, None
@@ -279,7 +282,7 @@ def vector_index(
         report.rebuilt = True
         if reason != "full build":
             report.notes.append(reason)
-        x = _vectors_for(rows.ordered, rows, source, dim)
+        x = vectors_for(rows.ordered, rows.given, source, dim)
         vids = np.array([ids.vid_of[c.chunk_id] for c in rows.ordered], dtype=np.int64)
         index, finfo = build_faiss(x, vids, dim, approx_threshold)
         del x  # the index holds its own copy; keep the writer's peak memory down
@@ -289,7 +292,7 @@ def vector_index(
         if ids.to_remove.size:
             index.remove_ids(ids.to_remove)
         if ids.to_add:
-            x = _vectors_for([c for _, c in ids.to_add], rows, source, dim)
+            x = vectors_for([c for _, c in ids.to_add], rows.given, source, dim)
             index.add_with_ids(x, np.array([v for v, _ in ids.to_add], dtype=np.int64))
     if index.ntotal != n:
         raise RuntimeError(f"internal error: faiss holds {index.ntotal} vectors for {n} chunks")
@@ -329,9 +332,11 @@ def apply_changes(
     artifacts: Artifacts | None,
     approx_threshold: int,
     shrink_guard: tuple[bool, float],
+    max_delta_fraction: float = 0.0,
 ) -> UpdateReport:
     """Publish ``changes`` as a new generation (the caller holds the writer lock and
-    loaded the published generation)."""
+    loaded the published generation): a delta over the published one when it is small
+    enough (``max_delta_fraction`` of the base's chunks; 0: never), else in full."""
     _check_base(index_dir, loaded, changes)
     prev = loaded.previous
     pm = prev.manifest if prev else None
@@ -345,6 +350,13 @@ def apply_changes(
         report.generation, report.faiss_kind = pm.generation, pm.faiss.kind
         return report
     check_shrink(pm.articles if pm else 0, changes.total_articles, *shrink_guard)
+    layers_ok = artifacts is None or artifacts.supports_layers
+    if prev is not None and same_layout and not changes.full and layers_ok and max_delta_fraction > 0:
+        try:
+            _apply_delta(index_dir, prev, changes, source, artifacts, approx_threshold, max_delta_fraction, report)
+            return report
+        except DeltaUnavailable as e:
+            log.info("writing a full generation: %s", e)
     rows = merge_rows(prev, changes)
     ids = assign_vector_ids(rows.ordered, prev)
     index, finfo = vector_index(
@@ -374,6 +386,31 @@ def apply_changes(
     report.generation = gen_id
     report.published = True
     return report
+
+
+def _apply_delta(
+    index_dir: Path,
+    prev: Previous,
+    changes: ChangeSet,
+    source: VectorSource,
+    artifacts: Artifacts | None,
+    approx_threshold: int,
+    max_fraction: float,
+    report: UpdateReport,
+) -> None:
+    plan = plan_delta(prev.gen_dir, prev.manifest, changes, prev.vids,
+                      max_fraction=max_fraction, approx_threshold=approx_threshold)
+    given = {c.chunk_id: v for d in (*changes.added, *changes.changed)
+             for c, v in zip(d.chunks, d.vectors, strict=True)}
+
+    def write_artifacts(tmp_dir: Path, p: DeltaPlan) -> None:
+        assert artifacts is not None
+        artifacts.write(NewGeneration(p.chunks, tmp_dir, prev.gen_dir, source, False, changes.dim,
+                                      p.same, hidden=p.hidden_chunk_ids))
+
+    publish_delta(index_dir, prev.gen_dir, prev.manifest, changes, plan,
+                  lambda chunks: vectors_for(chunks, given, source, changes.dim),
+                  write_artifacts if artifacts is not None else None, report)
 
 
 def _manifest(
