@@ -190,20 +190,16 @@ def test_training_script_runs_end_to_end_and_resumes(
     assert r.read("算力小镇投资多少", [SEED]).best is not None
 
 
-@pytest.mark.skip(
-    reason="flaky: passes alone (fresh clone included) but failed inside the full suite on "
-    "an idle machine, where no SIGINT landed inside an answer; see issue 11's note"
-)
 def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
     tmp_path: Path, model_cache: Path
 ) -> None:
     """Ctrl-C while an answer is computed: that answer is cancelled with one line, the
     session goes on, and the next question is answered, by the reader.
 
-    After a first full answer, each attempt writes the question and sends SIGINT a moment later; on a fast machine the
-    answer may already be printed (or the signal may find the prompt, which only redraws
-    it and then answers the waiting line), so attempts go on until one is cancelled. Every
-    attempt ends in exactly one of: a cancel line, an answer."""
+    The signal goes to the first answer, a moment after its question: that answer loads
+    the index, the encoder and the reader (seconds), so the signal lands inside it on any
+    machine. (A sweep over warm answers of tens of ms, the earlier form of this test,
+    raced with the machine's load.)"""
     import queue
     import signal
     import subprocess
@@ -243,23 +239,14 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
             if "答：" in seen[-1][1] or "没有找到" in seen[-1][1]:
                 return "answered"
 
-    # the first answer loads the models and jieba's dictionary; a Ctrl-C inside those
-    # loads is not what this test is about (see the issue notes), so it goes first
+    seen.append(events.get(timeout=300))
+    while "新闻问答" not in seen[-1][1]:  # the banner: the session is up
+        seen.append(events.get(timeout=300))
     proc.stdin.write("算力小镇投资多少\n".encode())
     proc.stdin.flush()
-    assert next_outcome() == "answered", seen
-    time.sleep(0.2)
-    outcomes = []
-    # a warm answer takes tens of ms on an idle machine: sweep the moment finely
-    for delay in [0.003 * i for i in range(1, 80)]:
-        proc.stdin.write("算力小镇投资多少\n".encode())
-        proc.stdin.flush()
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        outcomes.append(next_outcome())
-        if outcomes[-1] == "cancelled":
-            break
-    assert outcomes[-1] == "cancelled", (outcomes, seen)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert next_outcome() == "cancelled", seen
     time.sleep(0.2)  # let the prompt come back before the next question
     proc.stdin.write("算力小镇投资多少\n".encode())
     proc.stdin.flush()
