@@ -446,6 +446,9 @@ def manifest_stats(m: Manifest, generation_dir: Path, total_size_bytes: int | No
     }
     if total_size_bytes is not None:
         details["total_size_bytes"] = total_size_bytes
+    if m.delta is not None:  # a layered generation (qa_bot.index.layers)
+        details.update(base_generation=m.delta.base_generation, delta_chunks=m.delta.chunks,
+                       delta_hidden_articles=m.delta.hidden_articles)
     return StoreStats(
         kind="local",
         version=m.generation,
