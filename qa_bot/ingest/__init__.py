@@ -165,7 +165,7 @@ def parse_post(path: Path, rel_path: str, limits: IngestLimits | None = None) ->
     """Parse one post file. Raises :class:`PostError` with a user-facing reason."""
     limits = limits or IngestLimits()
     root = Path(path).parent.resolve()
-    data = read_capped(Candidate(rel_path, Path(path)), root, limits.max_post_bytes)
+    data = read_capped(Candidate(rel_path, os.fspath(path)), root, limits.max_post_bytes)
     return parse_bytes(data, rel_path, limits)
 
 
@@ -225,7 +225,7 @@ def scan_corpus(
     root_real = corpus_dir.resolve()
     scan = CorpusScan([], [Skipped(path=p, reason=r) for p, r in problems], {})
     for cand in candidates:
-        st = _regular_stat(cand.path)
+        st = _regular_stat(cand.fspath)
         stamp = stamps.get(cand.rel) if stamps and st is not None else None
         if stamp is not None and st is not None and matches(stamp, st):
             scan.unchanged[cand.rel] = stamp
@@ -252,7 +252,7 @@ def scan_corpus(
     return scan
 
 
-def _regular_stat(path: Path) -> os.stat_result | None:
+def _regular_stat(path: str) -> os.stat_result | None:
     """lstat of a regular file; None for links and the rest (never stamped)."""
     try:
         st = os.lstat(path)
