@@ -175,14 +175,20 @@ def test_build_ask_add_edit_delete(store: Site) -> None:
     assert code == 0, out + err
 
 
-def test_edit_and_remove_posts_of_the_first_build(store: Site) -> None:
-    """Changes to articles the build wrote (a layered store hides them in its base)."""
+def edit_and_remove_two_built_posts(store: Site) -> tuple[Path, Path]:
+    """The first factory post edited (a new total), the second deleted, then an update."""
     first, second = sorted((store.corpus / "_posts").glob("*华岳*.md"))[:2]
     first.write_text(first.read_text(encoding="utf-8").replace("总投资", "计划总投资7777亿元，原总投资"), encoding="utf-8")
     second.unlink()
     r = store.update()
     assert (r["added"], r["changed"], r["removed"]) == (0, 1, 1)
-    (a,) = store.ask(first.read_text(encoding="utf-8").split('title: "')[1].split('"')[0] + "计划总投资多少")
+    return first, second
+
+
+def test_edit_and_remove_posts_of_the_first_build(store: Site) -> None:
+    """Changes to articles the build wrote (a layered store hides them in its base)."""
+    first, second = edit_and_remove_two_built_posts(store)
+    (a,) = store.ask("计划总投资7777亿元的是哪个生产基地")
     assert paths(a)[0] == f"_posts/{first.name}" and "7777亿元" in a["sources"][0]["text"]
     texts = [s["text"] for q in store.ask("华岳能源生产基地设计年产能多少") for s in q["sources"]]
     assert texts and not any(f"第{second.stem[-3:].lstrip('0') or '0'}号" in t for t in texts)
@@ -190,6 +196,23 @@ def test_edit_and_remove_posts_of_the_first_build(store: Site) -> None:
     assert (stats["articles"], stats["chunks"]) == (12, 12 + 13)  # the seed has 14 chunks
     code, out, err = store.run("index", "verify")
     assert code == 0, out + err
+
+
+def test_an_edited_post_ranks_as_after_a_full_build(store: Site, request: pytest.FixtureRequest) -> None:
+    """Its title question finds the edited post first, as a fresh build would.
+
+    Milvus Lite computes a row's BM25 statistics from the rows of its own insert call
+    (milvus-lite#293: "the functions of BM25 are still under development"), so the one
+    chunk an update writes scores about a quarter of its neighbours' BM25 and drops out of
+    the top 5; a Milvus server computes IDF over the whole collection at search time.
+    Strict: when Milvus Lite fixes this, the test says so.
+    """
+    if store.kind == "milvus":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="Milvus Lite: BM25 statistics per insert call"))
+    first, _ = edit_and_remove_two_built_posts(store)
+    title = first.read_text(encoding="utf-8").split('title: "')[1].split('"')[0]
+    (a,) = store.ask(title + "计划总投资多少")
+    assert paths(a)[0] == f"_posts/{first.name}" and "7777亿元" in a["sources"][0]["text"]
 
 
 def test_full_build_reuses_vectors(store: Site) -> None:
