@@ -252,6 +252,36 @@ def test_kill_9_mid_update_keeps_the_published_version(store: Site, point: str) 
     assert code == 0, out + err
 
 
+def test_an_update_with_nothing_to_write_after_a_crash_then_one_that_writes(store: Site) -> None:
+    """What a killed update left stays invisible through an update that finds nothing
+    to do, and is cleaned up by the next one that writes."""
+    seed = (store.corpus / "_posts" / SEED.name).read_bytes()
+    added = factory_posts(store.corpus, 40, tag="青山")
+    (store.corpus / "_posts" / SEED.name).unlink()
+    code, out, err = store.run("index", "update", "--json", env={"QA_BOT_CRASH_AT": UNPUBLISHED[store.kind]})
+    assert code == -signal.SIGKILL, (code, out, err)
+    for rel in added:
+        (store.corpus / rel).unlink()
+    (store.corpus / "_posts" / SEED.name).write_bytes(seed)
+
+    r = store.update()
+    assert (r["added"], r["changed"], r["removed"], r["published"]) == (0, 0, 0, False)
+    code, out, err = store.run("index", "verify")
+    assert code == 0, out + err
+    (a,) = store.ask("算力小镇投资多少")
+    assert paths(a)[0] == f"_posts/{SEED.name}"
+
+    new = write_post(store.corpus, "2022-08-02-new.md", "青石港四期码头开工", "青石港四期码头今日开工，总投资61.2亿元。")
+    r = store.update()
+    assert (r["added"], r["removed"], r["published"]) == (1, 0, True)
+    stats = store.ok_json("index", "stats", "--json")
+    assert (stats["articles"], stats["chunks"]) == (14, 12 + 14 + 1)
+    (a,) = store.ask("青石港四期码头总投资多少")
+    assert paths(a)[0] == new
+    code, out, err = store.run("index", "verify")
+    assert code == 0, out + err
+
+
 # --------------------------------------------------------------------------- processes
 
 
