@@ -251,9 +251,11 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
     code, _, err = run_cli(["index", "build"], env, timeout=600)
     assert code == 0, err
     load_shipped_reader(model_cache)  # merged beforehand: the load below is seconds, not minutes
+    # SIGINT as at a terminal: a suite started in the background by a non-interactive shell
+    # (`nohup make test &`, some CI runners) inherits it ignored, and Python then keeps it so
     proc = subprocess.Popen(
         [*cli_command(), "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=env,
+        stderr=subprocess.PIPE, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     events: queue.Queue[tuple[str, str]] = queue.Queue()
