@@ -201,7 +201,9 @@ class Reader:
         max_length: int = 256,
         stride: int = 96,
         max_answer_tokens: int = 40,
-        batch_size: int = 16,
+        # 4 windows of 256 tokens per forward: as fast on 2 cores as 16 (3.4 vs 4.0 s per
+        # 32 windows, ONNX Runtime int8) while its activations peak at 30 MB instead of 370
+        batch_size: int = 4,
         threads: int | None = None,
     ) -> None:
         from tokenizers import Tokenizer
