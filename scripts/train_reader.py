@@ -242,6 +242,27 @@ def choose_threshold(pos: list[float], neg: list[float]) -> tuple[float, float]:
     return best
 
 
+HISTORY_HEADING = "## How these weights grew"
+# tune_reader.py --write removes the paragraph this line starts once it has tuned the weights.
+TUNE_PENDING = "Next: `scripts/tune_reader.py --write` tunes how the pipeline turns this model's"
+
+
+def carried_history(init_from: Path | None) -> list[str]:
+    """The history section of the card of the weights this run continued from.
+
+    A continued run keeps its ancestry on the card; the new run's own entry is written by
+    whoever judges it (the card states facts, not whether the run was worth shipping).
+    """
+    card = init_from / "MODEL_CARD.md" if init_from else None
+    if card is None or not card.exists():
+        return []
+    text = card.read_text(encoding="utf-8")
+    if HISTORY_HEADING not in text:
+        return []
+    section = HISTORY_HEADING + text.split(HISTORY_HEADING, 1)[1].split("\n## ", 1)[0]
+    return [section.rstrip(), ""]
+
+
 def write_card(out: Path, manifest: dict, facts: dict, args: argparse.Namespace) -> None:
     tr = manifest["trained"]
     lines = [
@@ -270,10 +291,11 @@ def write_card(out: Path, manifest: dict, facts: dict, args: argparse.Namespace)
             for b, r in tr.get("trial_gold_paragraph", {}).items()
         ),
         "",
-        "Next: `scripts/tune_reader.py --write` tunes how the pipeline turns this model's",
+        TUNE_PENDING,
         "output into answers (passages read, retrieval-rank prior, window, threshold) and adds",
         "its cross-validated scores below; until then the defaults of ReaderChoice apply.",
         "",
+        *carried_history(args.init_from),
         "## Facts",
         "```json",
         json.dumps(tr, ensure_ascii=False, indent=1),

@@ -33,6 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_reader import TUNE_PENDING  # noqa: E402  (this folder is on sys.path)
 
 from qa_bot.answer import ReaderChoice, cmrc_f1  # noqa: E402
 from qa_bot.answer.reader import Reading, WindowLogits, decode  # noqa: E402
@@ -267,6 +270,15 @@ def load_probes(args: argparse.Namespace) -> tuple[dict[str, list[Probe]], dict[
 CARD_HEADING = "## Answering in the pipeline (scripts/tune_reader.py)"
 
 
+def drop_pending_note(text: str) -> str:
+    """Remove the training script's "tune me next" paragraph: this run is that tuning."""
+    start = text.find(TUNE_PENDING)
+    if start < 0:
+        return text
+    end = text.find("\n\n", start)
+    return text[:start] + (text[end + 2 :] if end >= 0 else "")
+
+
 def write_card_section(card: Path, final: Setting, folds: dict, scores: dict) -> None:
     """Replace (or add) the model card's section on how answers are chosen and shown."""
     held = folds["held_out_scores"]
@@ -285,7 +297,7 @@ def write_card_section(card: Path, final: Setting, folds: dict, scores: dict) ->
         "finews); finews dev questions asked of the trial corpus (for trial).",
         "",
     ]
-    text = card.read_text(encoding="utf-8") if card.exists() else ""
+    text = drop_pending_note(card.read_text(encoding="utf-8") if card.exists() else "")
     if CARD_HEADING in text:
         before, _, after = text.partition(CARD_HEADING)
         rest = after.split("\n## ", 1)
