@@ -655,9 +655,9 @@ def test_event_asked_about_must_be_in_the_answer() -> None:
     ],
 )
 def test_predicate_terms(question: str, want: tuple[str, ...]) -> None:
-    from qa_bot.answer.heuristic import _predicate_terms
+    from qa_bot.answer.heuristic.terms import predicate_terms
 
-    assert _predicate_terms(question) == want
+    assert predicate_terms(question) == want
 
 
 def test_untyped_entity_question_answered_by_alignment() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from api_helpers import assert_all_is_exact
 
 from qa_bot.answer import (
     ReaderChoice,
@@ -161,14 +163,23 @@ def test_reader_policy_needs_more_margin_off_topic() -> None:
     assert not p.abstains(3.5, off_topic=True)
 
 
-def test_answer_public_api_is_exactly_all() -> None:
-    import qa_bot.answer as package
-
-    namespace: dict = {}
-    exec("from qa_bot.answer import *", namespace)
-    exported = {k for k in namespace if not k.startswith("__")}
-    assert exported == set(package.__all__)
-    assert all(getattr(package, name) is not None for name in package.__all__)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "qa_bot.answer",
+        "qa_bot.answer.heuristic",
+        "qa_bot.answer.heuristic.align",
+        "qa_bot.answer.heuristic.extract",
+        "qa_bot.answer.heuristic.question",
+        "qa_bot.answer.heuristic.scoring",
+        "qa_bot.answer.heuristic.terms",
+        "qa_bot.answer.heuristic.windows",
+        "qa_bot.answer.qtype",
+        "qa_bot.answer.spans",
+    ],
+)
+def test_answer_public_api_is_exactly_all(name: str) -> None:
+    assert_all_is_exact(importlib.import_module(name))
 
 
 def _reading(*spans: tuple[int, int, float] | None, nulls: tuple[float, ...] | None = None) -> Reading:

@@ -4,9 +4,10 @@ Parts, one file each: ``reader`` (the trained span-extraction model) and ``readi
 answer from the top passages); ``weights`` (the shipped reader weights, merged onto the
 base model at first use); ``compose`` (the clause shown around a span, and the
 ``Extraction`` every answerer returns); ``confidence`` (abstention); ``qtype`` (question
-typing); ``spans`` (typed span detectors) and ``heuristic`` (the hand-weighted extractor:
-the fallback when no reader weights load); ``text`` (the one sentence and clause
-splitter); ``metrics`` (CMRC 2018 EM/F1); ``training`` (the reader's training data).
+typing); ``spans`` (typed span detectors); ``text`` (the one sentence and clause splitter);
+``metrics`` (CMRC 2018 EM/F1); ``training`` (the reader's training data). ``heuristic/``
+is the hand-weighted extractor, a package of its own: the fallback when no reader weights
+load.
 """
 
 from .compose import Extraction, answer_window
@@ -20,10 +21,9 @@ from .spans import Span, find_spans
 from .weights import ReaderLoadError, ensure_merged, load_shipped_reader
 
 __all__ = [
-    "FEATURES",
-    "WEIGHTS",
     "AbstainPolicy",
     "Extraction",
+    "FEATURES",
     "QType",
     "ReadSpan",
     "Reader",
@@ -32,6 +32,7 @@ __all__ = [
     "ReaderPolicy",
     "Reading",
     "Span",
+    "WEIGHTS",
     "answer_window",
     "choose_span",
     "classify_question",

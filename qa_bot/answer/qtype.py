@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-__all__ = ["QType", "classify_question"]
+__all__ = ["DESC_NOUN", "DESC_Q", "QType", "classify_question", "entity_subkind", "unit_hint"]
 
 
 class QType(str, Enum):
@@ -52,15 +52,15 @@ _YESNO_Q = re.compile(
 )
 
 # Description questions want a statement, not a name: "有什么特点", "用途是什么", "体现在哪里".
-_DESC_NOUN = (
+DESC_NOUN = (
     r"(?:特点|特色|特征|特性|用途|作用|功能|功用|背景|意义|重要性|影响|区别|差别|差异|不同之处|贡献|成就"
     r"|经历|经过|过程|记载|描述|评价|主张|寓意|象征|含义|涵义|目的|职责|形状|外观|外形|样子|结构|性质|状态"
     r"|规定|症状|习性|风格|理念|思想|观点|看法|态度|反应|后果|好处|坏处|优势|优点|缺点|弊端|方式|方法|办法"
     r"|关系|定义|事迹|遭遇|情形|状况|变化|做法|措施|工作)"
 )
-_DESC_Q = re.compile(
-    rf"{_DESC_NOUN}(?:是|有|为|在于|主要是|主要有|主要为)?(?:什么|啥|哪些|怎样|如何|怎么样)"
-    rf"|(?:什么|啥|哪些|怎样的|怎么样的|何种|什么样的?)(?:主要)?{_DESC_NOUN}"
+DESC_Q = re.compile(
+    rf"{DESC_NOUN}(?:是|有|为|在于|主要是|主要有|主要为)?(?:什么|啥|哪些|怎样|如何|怎么样)"
+    rf"|(?:什么|啥|哪些|怎样的|怎么样的|何种|什么样的?)(?:主要)?{DESC_NOUN}"
     r"|(?:怎么|如何|怎样)(?:形成|产生|演变|发展|处理|解决|运作|进行|实现|评价)|体现在哪|表现在哪"
     r"|有怎样|是怎样|做什么|干什么|发生了什么|遭遇了什么|经历了什么|什么事|象征着?什么|代表着?什么|意味着什么"
 )
@@ -85,7 +85,7 @@ def classify_question(q: str) -> QType:
         return QType.DATE
     if _REASON_Q.search(q):
         return QType.REASON
-    if _DESC_Q.search(q):
+    if DESC_Q.search(q):
         return QType.DESCRIPTION
     if _LIST_Q.search(q):
         return QType.LIST
@@ -105,7 +105,8 @@ def classify_question(q: str) -> QType:
     return QType.OTHER
 
 
-def _entity_subkind(q: str) -> str:
+def entity_subkind(q: str) -> str:
+    """The kind of name an entity question wants ("name", "person", "product", "org") or ""."""
     for sub, rx in (
         ("name", _ENTITY_NAME_Q),
         ("person", _ENTITY_PERSON_Q),
@@ -121,7 +122,8 @@ def _entity_subkind(q: str) -> str:
 _UNIT_HINT_Q = re.compile(r"(?:多少|几)(个基点|个百分点|基点|百分点|[^\s的了呢吗？?，,。个]{1})")
 
 
-def _unit_hint(q: str) -> str | None:
+def unit_hint(q: str) -> str | None:
+    """The unit a figure question asks in ("多少辆" → "辆", "多少钱" → "元"), if any."""
     m = _UNIT_HINT_Q.search(q)
     if not m:
         return None

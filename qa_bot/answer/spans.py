@@ -13,10 +13,14 @@ from functools import lru_cache
 from .qtype import QType
 
 __all__ = [
+    "MAG",
     "Span",
+    "UNIT",
+    "cut_words",
     "date_spans",
     "entity_spans",
     "find_spans",
+    "has_detector",
     "list_spans",
     "location_spans",
     "number_spans",
@@ -61,15 +65,18 @@ def _jieba():
 
 
 @lru_cache(maxsize=4096)
-def _cut(text: str) -> tuple[str, ...]:
+def cut_words(text: str) -> tuple[str, ...]:
+    """jieba's words of ``text`` (the process-wide tokenizer, with the corpus's user words)."""
     return tuple(_jieba().lcut(text))
 
 
 # --------------------------------------------------------------------------- span detectors
 
 _NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
-_MAG = r"(?:万亿|千亿|百亿|十亿|亿|千万|百万|十万|万|千|百)"
-_UNIT = (
+# magnitude words and units, as regex source: the extractor also uses them to tell a unit
+# after a wh-phrase ("多少厘米") from words of the event asked about
+MAG = r"(?:万亿|千亿|百亿|十亿|亿|千万|百万|十万|万|千|百)"
+UNIT = (
     r"(?:个百分点|百分点|个基点|基点|%|％|‰|(?:美|港|欧|日|韩|加|澳)?元(?:人民币)?|美金|人民币|英镑|卢布|法郎"
     r"|吨|千克|公斤|克|毫克|斤|升|毫升|桶|盎司|辆|台|部|架|艘|套|座|栋|间|张|件|项|条|次|人次|人口|人"
     r"|户|名|位|家|只|个|款|种|所|场|批|股|手|份|倍|成|亩|公顷|平方米|平方公里|平米|公里|千米|米"
@@ -79,7 +86,7 @@ _PER = r"(?:/(?:年|月|日|天|吨|桶|股|人|平方米|斤|公斤|千克|盎�
 _PREFIX = r"(?:大约|约合|约为|约|超过|超|近|逾|达到|高达|多达|达|不到|不足|仅|至少|最多|连续|累计|共计|合计|共)"
 _RANGE_SEP = r"\s?(?:-|~|～|—|－|–|至|到)\s?"
 _AMOUNT_RE = re.compile(
-    rf"(?:{_PREFIX})?{_NUM}(?:{_MAG}?{_UNIT}?{_RANGE_SEP}{_NUM})?{_MAG}?(?:多|余)?{_UNIT}?{_PER}"
+    rf"(?:{_PREFIX})?{_NUM}(?:{MAG}?{UNIT}?{_RANGE_SEP}{_NUM})?{MAG}?(?:多|余)?{UNIT}?{_PER}"
 )
 _CN_DIGIT = "零一二两三四五六七八九十百千万亿"
 # Chinese-numeral amounts only with units that rarely form ordinary words ("三成", "五倍").
@@ -246,7 +253,7 @@ def number_spans(text: str) -> list[Span]:
         if any(not (e <= d.start or s >= d.end) for d in dates):
             # the part of a date range like "2021-2023年" is not an amount
             continue
-        has_unit = bool(re.search(rf"{_MAG}|{_UNIT}$|%|‰", g)) or "/" in g
+        has_unit = bool(re.search(rf"{MAG}|{UNIT}$|%|‰", g)) or "/" in g
         strength = 1.0 if has_unit else (0.5 if "." in g or len(g) >= 3 else 0.3)
         spans.append(Span(s, e, QType.NUMBER, strength))
     for m in _CN_AMOUNT_RE.finditer(text):
@@ -329,7 +336,7 @@ def _list_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
 def _token_suffix_len(s: str, limit: int) -> int:
     """Length of the longest run of whole jieba tokens ending ``s`` within ``limit`` chars."""
     n = 0
-    for tok in reversed(_cut(s)):
+    for tok in reversed(cut_words(s)):
         if n + len(tok) > limit:
             break
         n += len(tok)
@@ -427,6 +434,11 @@ _DETECTORS = {
     QType.REASON: reason_spans,
     QType.YESNO: yesno_spans,
 }
+
+
+def has_detector(qtype: QType) -> bool:
+    """Whether ``find_spans`` knows spans of this kind."""
+    return qtype in _DETECTORS
 
 
 def find_spans(text: str, qtype: QType) -> list[Span]:
