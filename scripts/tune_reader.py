@@ -5,8 +5,9 @@
 
 What is tuned (qa_bot/answer/reading.py, confidence.py): how many retrieved passages are
 read, the retrieval-rank prior that decides between the spans of different passages, the
-text shown around the span (its clause or its sentence), and the abstention threshold on
-the chosen span's margin over the null score.
+decoding priors inside a window (per token of length, per clause break crossed, spans kept
+inside one sentence or not), the text shown around the span (its clause or its sentence),
+and the abstention threshold on the chosen span's margin over the null score.
 
 Data: the CMRC 2018 trial set over its paragraphs as posts and the finews dev set over
 ../shared/corpus-sample/finews, both validation data (nothing here is trained on them).
@@ -58,14 +59,16 @@ class Probe:
 
 
 MAX_ANSWER_TOKENS = 40
-_decoded: dict[tuple[int, float, bool], Reading] = {}
+_decoded: dict[tuple[int, float, bool, float], Reading] = {}
 
 
-def reading_of(p: Probe, n: int, length_bonus: float, within_sentence: bool) -> Reading:
+def reading_of(p: Probe, n: int, c: ReaderChoice) -> Reading:
     """The first ``n`` passages' reading (decoding is the slow part: memoized)."""
-    key = (id(p), length_bonus, within_sentence)
+    key = (id(p), c.length_bonus, c.within_sentence, c.clause_penalty)
     if key not in _decoded:
-        _decoded[key] = decode(p.windows, p.texts, MAX_ANSWER_TOKENS, length_bonus, within_sentence)
+        _decoded[key] = decode(
+            p.windows, p.texts, MAX_ANSWER_TOKENS, c.length_bonus, c.within_sentence, c.clause_penalty
+        )
     r = _decoded[key]
     return Reading(r.spans[:n], r.nulls[:n])
 
@@ -77,11 +80,17 @@ class Setting:
     window: str
     length_bonus: float = 0.0
     within_sentence: bool = False
+    clause_penalty: float = 0.0
     threshold: float = float("-inf")
 
     def choice(self) -> ReaderChoice:
         return ReaderChoice(
-            self.max_passages, self.rank_penalty, self.window, self.length_bonus, self.within_sentence  # type: ignore[arg-type]
+            self.max_passages,
+            self.rank_penalty,
+            self.window,  # type: ignore[arg-type]
+            self.length_bonus,
+            self.within_sentence,
+            self.clause_penalty,
         )
 
 
@@ -90,6 +99,8 @@ class Outcome:
     answer: str | None  # None: abstained or nothing found
     span: str | None
     margin: float
+    hit: bool = False  # the answer holds a gold answer (if not abstained)
+    f1: float = 0.0  # the span's CMRC F1 (if not abstained)
 
 
 def service_for(questions: Path, corpus: Path | None) -> tuple[QAService, list]:
@@ -114,16 +125,30 @@ def collect(svc: QAService, question: str, golds: tuple[str, ...]) -> Probe:
     return Probe(golds, ex.off_topic, texts, tuple(windows))
 
 
+_outcomes: dict[tuple[int, ReaderChoice], Outcome] = {}
+
+
 def outcome(p: Probe, st: Setting, max_chars: int = 120) -> Outcome:
+    """The answer shown under ``st`` (the threshold aside), scored once per setting: the
+    grid is scored on every fold."""
     c = st.choice()
-    reading = reading_of(p, c.max_passages, c.length_bonus, c.within_sentence)
+    key = (id(p), c)
+    if key not in _outcomes:
+        _outcomes[key] = _outcome(p, c, max_chars)
+    return _outcomes[key]
+
+
+def _outcome(p: Probe, c: ReaderChoice, max_chars: int) -> Outcome:
+    reading = reading_of(p, c.max_passages, c)
     best = choose_span(reading, c.rank_penalty)
     if best is None:
         return Outcome(None, None, float("-inf"))
-    margin = reading.margin_of(best)
     text = p.texts[best.passage]
     ws, we = shown_window(text, best.start, best.end, c.window, max_chars)
-    return Outcome(text[ws:we], text[best.start : best.end], margin)
+    answer, span = text[ws:we], text[best.start : best.end]
+    hit = len(answer) <= MAX_ANSWER_CHARS and any(g in answer for g in p.golds)
+    f1 = cmrc_f1(p.golds, span) if p.golds else 0.0
+    return Outcome(answer, span, reading.margin_of(best), hit, f1)
 
 
 def abstains(p: Probe, o: Outcome, t: float, off: float) -> bool:
@@ -165,8 +190,12 @@ def abstention_objective(
 
 def grid() -> list[Setting]:
     penalties = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0]
-    bonuses = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]
-    return [Setting(*s) for s in itertools.product((1, 2, 3), penalties, WINDOWS, bonuses, (False, True))]
+    bonuses = [0.0, 0.05, 0.1, 0.2, 0.3]
+    clause = [0.0, 0.5, 1.0, 2.0, 4.0]
+    return [
+        Setting(*s)
+        for s in itertools.product((1, 2, 3), penalties, WINDOWS, bonuses, (False, True), clause)
+    ]
 
 
 def thresholds(sets: dict[str, list[Probe]], st: Setting) -> list[float]:
@@ -229,14 +258,12 @@ def cross_validate(
 
 def _hit(p: Probe, st: Setting, off: float) -> bool:
     o = outcome(p, st)
-    if abstains(p, o, st.threshold, off):
-        return False
-    return len(o.answer) <= MAX_ANSWER_CHARS and any(g in o.answer for g in p.golds)  # type: ignore[arg-type]
+    return o.hit and not abstains(p, o, st.threshold, off)
 
 
 def _f1(p: Probe, st: Setting, off: float) -> float:
     o = outcome(p, st)
-    return 0.0 if abstains(p, o, st.threshold, off) else cmrc_f1(p.golds, o.span)
+    return 0.0 if abstains(p, o, st.threshold, off) else o.f1
 
 
 def load_probes(args: argparse.Namespace) -> tuple[dict[str, list[Probe]], dict[str, list[Probe]]]:
@@ -322,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     off = args.off_topic
     sets, nulls = load_probes(args)
 
-    baseline = Setting(3, 0.0, "clause", 0.0, False)
+    baseline = Setting(3, 0.0, "clause", 0.0, False, 0.0)
     print("before (3 passages, raw scores, clause window, no abstention):")
     for name in sets:
         report(name, sets[name], [], baseline, off)

@@ -303,3 +303,38 @@ def test_ctrl_c_in_chat_cancels_the_answer_and_the_next_one_uses_the_reader(
     err = "".join(line for name, line in seen if name == "err")
     assert err.count("已取消") == 1 and "Traceback" not in err
     assert "reader not loaded" not in err and err.count("reader loaded: onnx-int8") == 1
+
+
+def _texts_for_tokenizing() -> list[str]:
+    texts = [p.read_text(encoding="utf-8") for p in sorted((REPO / "corpus" / "_posts").glob("*.md"))]
+    trial = REPO.parent / "shared" / "eval" / "cmrc2018_trial.json"
+    if trial.is_file():  # more Chinese text, when the shared data is here
+        data = json.loads(trial.read_text(encoding="utf-8"))["data"]
+        texts += [p["context"] for d in data[:200] for p in d["paragraphs"]]
+    return texts + ["Jean-Pierre Balligand（1950年5月30日 - ），α系数①“ＡＢＣ”  2021—2023年 ǎ"]
+
+
+def test_the_pruned_tokenizer_gives_the_base_tokens(reader) -> None:  # type: ignore[no-untyped-def]
+    """The reader reads with the cut-down vocabulary (vocab.py): on real Chinese news and
+    CMRC text in the kept scripts its windows hold exactly the base tokenizer's ids and
+    offsets; a character of another script is read as <unk>."""
+    from tokenizers import Tokenizer
+
+    from qa_bot.answer.vocab import READER_TOKENIZER, kept_char
+
+    assert (reader.model_dir / READER_TOKENIZER).is_file()
+    base = Tokenizer.from_file(str(reader.model_dir / "tokenizer.json"))
+    base.enable_truncation(reader.max_length, stride=reader.stride, strategy="only_second")
+    base.no_padding()
+    question = "算力小镇投资多少？"
+    texts = _texts_for_tokenizing()
+    kept = [t for t in texts if all(kept_char(c) or c.isspace() for c in t)]
+    assert len(kept) >= 0.9 * len(texts)
+    for text in kept:
+        got = reader.windows(question, [text])
+        enc = base.encode(question, text)
+        want = [enc, *enc.overflowing]
+        assert [w.ids for w in got] == [e.ids for e in want]
+        assert [w.offsets for w in got] == [e.offsets for e in want]
+    thai = reader.windows(question, ["曼谷的สวน公园"])[0]
+    assert base.token_to_id("<unk>") in thai.ids

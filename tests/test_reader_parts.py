@@ -269,3 +269,23 @@ def test_a_span_never_crosses_a_sentence_end() -> None:
     assert decode([w], [text], max_tokens=10).spans[0] == ReadSpan(0, 3, 16, 6.0)  # crosses (the full stop trimmed)
     best = decode([w], [text], max_tokens=10, within_sentence=True).spans[0]
     assert best is not None and text[best.start : best.end] == "30亿元"
+
+
+def test_the_clause_penalty_keeps_a_span_inside_its_clause_unless_it_wins_by_more() -> None:
+    text = "投资约30亿元，其中占比100%"
+    # tokens: 投资约 | 30亿元 | ，其中 | 占比 | 100%
+    offsets = [(0, 0), (0, 3), (3, 7), (7, 10), (10, 12), (12, 16)]
+    ctx = np.array([False, True, True, True, True, True])
+    # 30亿元 alone: 3 + 2.5; 30亿元 … 100% (one break crossed): 3 + 3
+    w = WindowLogits(0, offsets, ctx, np.array([0.0, 0, 3, 0, 0, 0]), np.array([0.0, 0, 2.5, 0, 0, 3]))
+
+    def shown(penalty: float) -> str:
+        best = decode([w], [text], max_tokens=10, clause_penalty=penalty).spans[0]
+        assert best is not None
+        return text[best.start : best.end]
+
+    assert shown(0.0) == "30亿元，其中占比100%"
+    assert shown(0.4) == "30亿元，其中占比100%"  # a clear enough win crosses the comma
+    assert shown(1.0) == "30亿元"
+    # the penalty steers the choice only: the score stays the model's (comparable with null)
+    assert decode([w], [text], max_tokens=10, clause_penalty=1.0).spans[0].score == 5.5

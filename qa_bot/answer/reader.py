@@ -90,11 +90,16 @@ def _best_in_window(
     max_tokens: int,
     length_bonus: float = 0.0,
     sentence: np.ndarray | None = None,
+    breaks: np.ndarray | None = None,
+    clause_penalty: float = 0.0,
 ) -> tuple[int, int, float] | None:
     """(start token, end token, score) of the best span of context tokens in one window;
     ``length_bonus`` per extra token is added to the choice (a decoding prior), not to the
     score returned, which stays comparable with the null score. With ``sentence`` (an id
-    per token) a span never crosses a sentence end: an answer is part of one sentence."""
+    per token) a span never crosses a sentence end: an answer is part of one sentence.
+    ``clause_penalty`` is taken from the choice per clause break the span crosses
+    (``breaks``: the running count of break tokens): "约30.67亿元，其中…占比100%" is two
+    answers, and the model's best span often runs on into the next clause."""
     idx = np.flatnonzero(ctx)
     if idx.size == 0:
         return None
@@ -104,7 +109,11 @@ def _best_in_window(
     if sentence is not None:
         band &= sentence[idx][:, None] == sentence[idx][None, :]
     lengths = np.arange(n)[None, :] - np.arange(n)[:, None]
-    chosen = np.where(band, scores + length_bonus * lengths, -np.inf)
+    prior = length_bonus * lengths
+    if breaks is not None and clause_penalty:
+        b = breaks[idx]
+        prior = prior - clause_penalty * (b[None, :] - b[:, None])
+    chosen = np.where(band, scores + prior, -np.inf)
     i, j = np.unravel_index(int(np.argmax(chosen)), chosen.shape)
     return int(idx[i]), int(idx[j]), float(scores[i, j])
 
@@ -126,20 +135,34 @@ def _sentence_ids(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     return np.searchsorted(starts, np.array([o[0] for o in offsets]), side="right")
 
 
+_CLAUSE_BREAKS = frozenset("，,；;：:。！？!?")
+
+
+def _clause_breaks(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per token, how many tokens up to it hold a clause or sentence break."""
+    flags = [any(c in _CLAUSE_BREAKS for c in text[a:b]) for a, b in offsets]
+    return np.cumsum(np.array(flags, dtype=np.int64))
+
+
 def decode(
     windows: Sequence[WindowLogits],
     passages: Sequence[str],
     max_tokens: int,
     length_bonus: float = 0.0,
     within_sentence: bool = False,
+    clause_penalty: float = 0.0,
 ) -> Reading:
     """Each passage's best span and null score from its windows' logits."""
     spans: list[ReadSpan | None] = [None] * len(passages)
     nulls = [np.inf] * len(passages)
     for w in windows:
         nulls[w.passage] = min(nulls[w.passage], float(w.start[0] + w.end[0]))
-        sentence = _sentence_ids(passages[w.passage], w.offsets) if within_sentence else None
-        found = _best_in_window(w.start, w.end, w.context, max_tokens, length_bonus, sentence)
+        text = passages[w.passage]
+        sentence = _sentence_ids(text, w.offsets) if within_sentence else None
+        breaks = _clause_breaks(text, w.offsets) if clause_penalty else None
+        found = _best_in_window(
+            w.start, w.end, w.context, max_tokens, length_bonus, sentence, breaks, clause_penalty
+        )
         held = spans[w.passage]
         if found is None or (held is not None and found[2] <= held.score):
             continue
@@ -206,34 +229,40 @@ class Reader:
         batch_size: int = 4,
         threads: int | None = None,
     ) -> None:
-        from tokenizers import Tokenizer
+        from .vocab import load_tokenizer
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown reader backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.model_dir = Path(model_dir)
         self.backend = backend
         self.max_length = max_length
+        self.stride = stride
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
         # the tokenizer never truncates the question (only the passage), so a pasted
         # essay would overflow the window: a real question fits in far less
         self.max_question_chars = max_length // 3
-        self._tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        # the pruned tokenizer (vocab.py) numbers its pieces apart: ``_ids`` maps them back
+        self._tok, self._ids = load_tokenizer(self.model_dir)
         self._tok.enable_truncation(max_length, stride=stride, strategy="only_second")
         self._tok.no_padding()
-        self._pad = self._tok.token_to_id("<pad>") or 1
+        self._pad = self._model_ids([self._tok.token_to_id("<pad>") or 1])[0]
         if backend == "onnx-int8":
             self._logits = _onnx_backend(self.model_dir, threads)
         else:
             self._logits = _torch_backend(self.model_dir, int8=backend == "torch-int8")
         self._lock = threading.Lock()
 
+    def _model_ids(self, ids: list[int]) -> list[int]:
+        return ids if self._ids is None else self._ids[ids].tolist()
+
     def windows(self, question: str, passages: Sequence[str]) -> list[_Window]:
+        """``<s> question </s></s> passage </s>`` windows, the model's token ids."""
         out = []
         for p, enc in enumerate(self._tok.encode_batch([(question, t) for t in passages])):
             for e in (enc, *enc.overflowing):
                 ctx = np.array([s == 1 for s in e.sequence_ids], dtype=bool)
-                out.append(_Window(p, e.ids, e.offsets, ctx))
+                out.append(_Window(p, self._model_ids(e.ids), e.offsets, ctx))
         return out
 
     def logits(self, windows: Sequence[_Window]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -270,10 +299,18 @@ class Reader:
         ]
 
     def read(
-        self, question: str, passages: Sequence[str], *, length_bonus: float = 0.0, within_sentence: bool = False
+        self,
+        question: str,
+        passages: Sequence[str],
+        *,
+        length_bonus: float = 0.0,
+        within_sentence: bool = False,
+        clause_penalty: float = 0.0,
     ) -> Reading:
         passages = list(passages)
         windows = self.window_logits(question, passages)
         if not windows:
             return Reading((None,) * len(passages), (0.0,) * len(passages))
-        return decode(windows, passages, self.max_answer_tokens, length_bonus, within_sentence)
+        return decode(
+            windows, passages, self.max_answer_tokens, length_bonus, within_sentence, clause_penalty
+        )

@@ -23,6 +23,7 @@ from qa_bot.e5convert import file_sha256
 
 from .reader import ONNX_INT8, Reader
 from .reading import ReaderChoice
+from .vocab import prune_tokenizer
 
 __all__ = [
     "SHIPPED_DIR",
@@ -38,7 +39,8 @@ SHIPPED_DIR = Path(__file__).with_name("data")
 WEIGHTS = "reader.safetensors"
 MANIFEST = "reader.json"
 MARKER = "MERGED.json"
-FORMAT = 1
+FORMAT = 1  # of reader.json
+MERGE_FORMAT = 2  # of the merged folder; 2: with the pruned tokenizer (vocab.py)
 SHIP_BUDGET = 25_000_000  # bytes of trained weights the package may carry
 ROW_SCALE = ":row_scale"  # suffix of the float16 scales of an int8 matrix
 
@@ -180,6 +182,7 @@ def _merge_into(base_dir: Path, weights: Path, out: Path) -> None:
     model.save_pretrained(str(out))
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy2(base_dir / name, out / name)
+    prune_tokenizer(base_dir / "tokenizer.json", out)
     _export_onnx_int8(model, out)
 
 
@@ -233,7 +236,7 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
             f"reader weights were trained on base {manifest.base_source_sha256[:12]}, not {base_sha[:12]}"
         )
     target = Path(cache_dir) / "models" / f"reader-{base_sha[:12]}-{digest[:12]}"
-    marker = {"format": FORMAT, "base_source_sha256": base_sha, "weights_sha256": digest,
+    marker = {"format": MERGE_FORMAT, "base_source_sha256": base_sha, "weights_sha256": digest,
               "exports": [ONNX_INT8], "onnx_quantization": "dynamic int8 per channel"}
 
     def complete() -> bool:
