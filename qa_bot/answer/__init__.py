@@ -2,8 +2,8 @@
 
 Parts, one file each: ``reader`` (the trained span-extraction model) and ``reading`` (its
 answer from the top passages); ``weights`` (the shipped reader weights, merged onto the
-base model at first use); ``compose`` (the clause shown around a span, and the
-``Extraction`` every answerer returns); ``confidence`` (abstention); ``qtype`` (question
+base model at first use) and ``vocab`` (the reader's pruned tokenizer); ``compose`` (the
+clause shown around a span, and the ``Extraction`` every answerer returns); ``confidence`` (abstention); ``qtype`` (question
 typing); ``spans`` (typed span detectors); ``text`` (the one sentence and clause splitter);
 ``metrics`` (CMRC 2018 EM/F1); ``training`` (the reader's training data). ``heuristic/``
 is the hand-weighted extractor, a package of its own: the fallback when no reader weights

@@ -3,7 +3,7 @@
 The base tokenizer (XLM-R's 250,002-piece Unigram) costs 283 MB of RSS once loaded,
 mostly its trie: more than the int8 model itself (139 MB), and what put a serving bot
 with the reader past 1.5 GB at 100k chunks (bench/). Kept are the pieces made only of
-Han, kana, Latin, Greek, digits, punctuation and symbols (136,611 pieces, 124 MB).
+Han, kana, Latin, Greek, digits, punctuation and symbols (138,033 pieces, ~125 MB).
 
 Segmentation is unchanged for any text in those scripts: every piece matching part of
 such a text is made of its characters, so it was kept, and Unigram's best path over the
