@@ -62,15 +62,16 @@ MAX_ANSWER_TOKENS = 40
 _decoded: dict[tuple[int, float, bool, float], Reading] = {}
 
 
-def reading_of(p: Probe, n: int, c: ReaderChoice) -> Reading:
-    """The first ``n`` passages' reading (decoding is the slow part: memoized)."""
+def reading_of(p: Probe, c: ReaderChoice) -> Reading:
+    """The reading of the first ``c.max_passages`` passages (decoding is the slow part:
+    memoized over the settings that decode alike)."""
     key = (id(p), c.length_bonus, c.within_sentence, c.clause_penalty)
     if key not in _decoded:
         _decoded[key] = decode(
             p.windows, p.texts, MAX_ANSWER_TOKENS, c.length_bonus, c.within_sentence, c.clause_penalty
         )
     r = _decoded[key]
-    return Reading(r.spans[:n], r.nulls[:n])
+    return Reading(r.spans[: c.max_passages], r.nulls[: c.max_passages])
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def outcome(p: Probe, st: Setting, max_chars: int = 120) -> Outcome:
 
 
 def _outcome(p: Probe, c: ReaderChoice, max_chars: int) -> Outcome:
-    reading = reading_of(p, c.max_passages, c)
+    reading = reading_of(p, c)
     best = choose_span(reading, c.rank_penalty)
     if best is None:
         return Outcome(None, None, float("-inf"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .text import sentence_bounds, trim
+from .text import CLAUSE_BREAKS, sentence_bounds, trim
 
 __all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading", "WindowLogits", "choose_span", "decode"]
 
@@ -135,12 +135,9 @@ def _sentence_ids(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     return np.searchsorted(starts, np.array([o[0] for o in offsets]), side="right")
 
 
-_CLAUSE_BREAKS = frozenset("，,；;：:。！？!?")
-
-
 def _clause_breaks(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
     """Per token, how many tokens up to it hold a clause or sentence break."""
-    flags = [any(c in _CLAUSE_BREAKS for c in text[a:b]) for a, b in offsets]
+    flags = [any(c in CLAUSE_BREAKS for c in text[a:b]) for a, b in offsets]
     return np.cumsum(np.array(flags, dtype=np.int64))
 
 

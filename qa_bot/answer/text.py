@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["TRIM_CHARS", "clause_bounds", "sentence_bounds", "trim"]
+__all__ = ["CLAUSE_BREAKS", "TRIM_CHARS", "clause_bounds", "sentence_bounds", "trim"]
 
 _SENT_END = set("。！？!?；;\n")
 _CLAUSE_END = set("，,：:")
+# whatever ends a clause or a sentence: a span that crosses one says two things
+CLAUSE_BREAKS = frozenset(_SENT_END | _CLAUSE_END)
 _OPEN = "（(《“「【[‘"
 _CLOSE = "）)》”」】]’"
 

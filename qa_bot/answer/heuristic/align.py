@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..text import trim
+from ..text import CLAUSE_BREAKS, trim
 from .terms import TAIL_PARTICLES, WH_RE, desc_focus
 
 __all__ = ["Alignment", "QShape", "anchor_hits", "qshape", "wh_span"]
@@ -20,7 +20,6 @@ _DEF_RE = re.compile(
     r"^(.{2,16}?)(?:的定义|的意思|指的?|是指|又称之?为?|也称|也叫|又叫|又名|别名|别称|简称|全称)?"
     r"(?:是|为)?(?:什么|啥)(?:意思)?[？?。\s]*$"
 )
-_CLAUSE_BREAK = set("，,：:；;。！？!?\n")
 _W_TOPIC = 0.3  # alignment bonus: the sentence starts with what the question is about
 _W_ELSEWHERE = 0.4  # question words found elsewhere in the passage count this much
 
@@ -229,13 +228,13 @@ def wh_span(
                 if best is None or sc > best[0]:
                     best = (sc, lp, rp)
         e = lp
-        while e < se and text[e] not in _CLAUSE_BREAK:
+        while e < se and text[e] not in CLAUSE_BREAKS:
             e += 1
         if e - lp >= 1 and (best is None or lq > best[0]):
             best = (lq, lp, e)
     for rp, rq in rs:
         b = rp
-        while b > ss and text[b - 1] not in _CLAUSE_BREAK:
+        while b > ss and text[b - 1] not in CLAUSE_BREAKS:
             b -= 1
         if rp - b >= 1 and (best is None or rq > best[0]):
             best = (rq, b, rp)
