@@ -5,11 +5,14 @@ follow-up alone retrieves nothing useful. ``ConversationMemory`` remembers, per 
 topic (main noun phrase) of recent questions and rewrites follow-ups with it. It is
 bounded (LRU over conversations, a few turns each) and forgets after ``ttl_seconds``,
 because a question asked an hour later is a new conversation.
+
+Nouns are found by jieba's part-of-speech tagging with the ``tokenizer`` passed in: the
+service passes its index's, so a question is cut with the user words it was searched
+with; None takes ``qa_bot.lexical.default_tokenizer``.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -17,24 +20,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
+from .lexical import PosTagger, default_tokenizer
+
 __all__ = ["ConversationMemory", "is_followup", "main_topic"]
-
-_PSEG = None
-_PSEG_LOCK = threading.Lock()
-
-
-def _pseg_cut(text: str) -> list[tuple[str, str]]:
-    """jieba part-of-speech tagging, imported lazily and initialised once, quietly."""
-    global _PSEG
-    if _PSEG is None:
-        with _PSEG_LOCK:
-            if _PSEG is None:
-                import jieba
-                import jieba.posseg
-
-                jieba.setLogLevel(logging.WARNING)
-                _PSEG = jieba.posseg
-    return [(w.word, w.flag) for w in _PSEG.lcut(text)]
 
 
 # verbal nouns ("投资") are left out: they are the predicate, not the topic
@@ -56,11 +44,11 @@ _CLASSIFIER_NOUNS = re.compile(
 _TRAILING = re.compile(r"[呢吗呀啊吧嘛]?[？?！!。.\s]*$")
 
 
-def _noun_phrases(question: str) -> list[tuple[int, str]]:
+def _noun_phrases(question: str, tokenizer: PosTagger | None) -> list[tuple[int, str]]:
     """Maximal runs of adjacent noun tokens, with their start offsets."""
     out: list[tuple[int, str]] = []
     pos, run_start, run = 0, 0, ""
-    for word, flag in _pseg_cut(question):
+    for word, flag in (tokenizer if tokenizer is not None else default_tokenizer()).tag(question):
         is_noun = flag.startswith(_NOUN_FLAGS) and word not in _GENERIC_NOUNS and len(word) >= 1
         if is_noun and re.fullmatch(r"[\w·\-]+", word):
             if not run:
@@ -77,11 +65,14 @@ def _noun_phrases(question: str) -> list[tuple[int, str]]:
 
 
 def main_topic(
-    question: str, answer_title: str | None = None, topic_terms: Sequence[str] = ()
+    question: str,
+    answer_title: str | None = None,
+    topic_terms: Sequence[str] = (),
+    tokenizer: PosTagger | None = None,
 ) -> str | None:
     """The main noun phrase of ``question``: sentence-initial, long, and confirmed by the
     answer's title or the retrieval's key terms when possible."""
-    phrases = _noun_phrases(question)
+    phrases = _noun_phrases(question, tokenizer)
     if not phrases:
         terms = [t for t in topic_terms if len(t) >= 2]
         return max(terms, key=len) if terms else None
@@ -98,7 +89,7 @@ def main_topic(
     return best
 
 
-def is_followup(question: str) -> bool:
+def is_followup(question: str, tokenizer: PosTagger | None = None) -> bool:
     """A question that points back (leading pronoun) or has no content noun of its own."""
     q = _LEADING_FILLER.sub("", question.strip())
     if not q:
@@ -107,7 +98,7 @@ def is_followup(question: str) -> bool:
         return True
     if _PRONOUN.match(q):
         return True
-    return not _noun_phrases(q)
+    return not _noun_phrases(q, tokenizer)
 
 
 @dataclass(frozen=True)
@@ -179,10 +170,11 @@ class ConversationMemory:
         question: str,
         answer_title: str | None,
         topic_terms: Sequence[str],
+        tokenizer: PosTagger | None = None,
     ) -> None:
         """Record a turn. Pass the *resolved* question so that a chain of follow-ups keeps
         the original topic ("它占地多大" → "算力小镇占地多大" → topic 算力小镇)."""
-        topic = main_topic(question, answer_title, topic_terms)
+        topic = main_topic(question, answer_title, topic_terms, tokenizer)
         with self._lock:
             turns = self._live_turns(key)
             if turns is None:
@@ -193,23 +185,25 @@ class ConversationMemory:
             while len(self._convs) > self.max_conversations:
                 self._convs.popitem(last=False)
 
-    def resolve(self, key: Hashable, question: str) -> str:
+    def resolve(self, key: Hashable, question: str, tokenizer: PosTagger | None = None) -> str:
         """``question`` rewritten with the previous topic if it is a follow-up, else as is."""
         topic = self.topic(key)
         if not topic or not question.strip() or topic in question:
             return question
-        if not is_followup(question):
-            return self._swap_topic(key, question, topic)
+        if not is_followup(question, tokenizer):
+            return self._swap_topic(key, question, topic, tokenizer)
         return rewrite(question, topic)
 
-    def _swap_topic(self, key: Hashable, question: str, topic: str) -> str:
+    def _swap_topic(
+        self, key: Hashable, question: str, topic: str, tokenizer: PosTagger | None
+    ) -> str:
         """Ellipsis with a new topic: "那北京呢" after "算力小镇投资多少" → "北京投资多少"."""
         q = _LEADING_FILLER.sub("", question.strip())
         m = re.fullmatch(r"(.{1,20}?)(?:呢|怎么样|如何)[？?。！!\s]*", q)
         if not m:
             return question
         new = m.group(1).strip("，, ")
-        phrases = _noun_phrases(new)
+        phrases = _noun_phrases(new, tokenizer)
         if not phrases or phrases[0][1] != new:
             return question
         with self._lock:

@@ -16,10 +16,12 @@ import functools
 import json
 import logging
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,13 +56,30 @@ def _is_token(tok: str) -> bool:
     return bool(_WORDLIKE.search(tok))
 
 
+class WordCutter(Protocol):
+    """What the answer extractor segments with (``ChineseTokenizer``, or a stand-in)."""
+
+    def cut(self, text: str) -> tuple[str, ...]:
+        """Every word of ``text`` in order, punctuation included: the pieces add up to
+        ``text``, so callers can measure offsets by them."""
+        ...
+
+
+class PosTagger(Protocol):
+    """What the follow-up memory finds a question's nouns with."""
+
+    def tag(self, text: str) -> list[tuple[str, str]]:
+        """``(word, jieba part-of-speech flag)`` for every word of ``text``."""
+        ...
+
+
 class ChineseTokenizer:
     """jieba segmentation with the corpus's user words.
 
-    By default it shares jieba's process-wide tokenizer, which the answer extractor also
-    uses: loading jieba's dictionary costs about a second, and the words added here only
-    ever grow (see module docstring), so sharing them keeps both segmentations alike.
-    ``private=True`` gives an isolated tokenizer (tests).
+    By default it wraps jieba's process-wide tokenizer: loading jieba's dictionary costs
+    about a second, and the words added here only ever grow (see module docstring), so
+    every instance (the index's, the answer extractor's, the follow-up memory's) cuts a
+    question alike. ``private=True`` gives an isolated tokenizer (tests).
     """
 
     def __init__(
@@ -76,16 +95,24 @@ class ChineseTokenizer:
         self._jieba = jieba.Tokenizer() if private else jieba.dt
         self._jieba.initialize()
         self.user_words: set[str] = set()
+        # the extractor cuts the same question words and list heads over and over
+        self._cut = functools.lru_cache(maxsize=4096)(self._cut_uncached)
+        self._tagger: Any = None  # jieba.posseg.POSTokenizer, made on first tag()
+        self._tagger_lock = threading.Lock()
         if user_dict_file is not None:
             self._jieba.load_userdict(str(user_dict_file))
         self.add_words(user_words)
 
     def add_words(self, words: Iterable[str]) -> None:
+        added = False
         for w in words:
             if w and w not in self.user_words:
                 self.user_words.add(w)
                 # a high frequency so the compound wins over its parts
                 self._jieba.add_word(w, freq=2000)
+                added = True
+        if added:
+            self._cut.cache_clear()  # a new compound changes how texts cut
 
     def tokens(self, text: str) -> list[str]:
         """Lower-cased search tokens of ``text`` (compounds and their parts)."""
@@ -98,6 +125,35 @@ class ChineseTokenizer:
     def words(self, text: str) -> list[str]:
         """Plain segmentation (no overlapping sub-words)."""
         return [t for t in self._jieba.cut(text) if _is_token(t)]
+
+    def cut(self, text: str) -> tuple[str, ...]:
+        """Plain segmentation keeping punctuation and spaces (``WordCutter``)."""
+        return self._cut(text)
+
+    def _cut_uncached(self, text: str) -> tuple[str, ...]:
+        return tuple(self._jieba.lcut(text))
+
+    def tag(self, text: str) -> list[tuple[str, str]]:
+        """Part-of-speech tags over the same segmentation and user words (``PosTagger``)."""
+        return [(w.word, w.flag) for w in self._pos_tokenizer().lcut(text)]
+
+    def _pos_tokenizer(self) -> Any:
+        with self._tagger_lock:
+            if self._tagger is None:
+                import jieba
+                import jieba.posseg
+
+                # jieba.posseg.dt already wraps jieba.dt: another would read the tag table again
+                shared = self._jieba is jieba.dt
+                self._tagger = jieba.posseg.dt if shared else jieba.posseg.POSTokenizer(self._jieba)
+            return self._tagger
+
+
+@functools.cache
+def default_tokenizer() -> ChineseTokenizer:
+    """The tokenizer of callers given none (made on first use, so that importing the
+    answer modules does not load jieba's dictionary)."""
+    return ChineseTokenizer()
 
 
 @functools.cache

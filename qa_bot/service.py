@@ -23,6 +23,7 @@ from .answer import (
     ReaderLoadError,
     ReaderPolicy,
     extract_answer,
+    heuristic_proposal,
     read_answer,
 )
 from .chunking import CHUNKER_VERSION, chunk_corpus
@@ -41,7 +42,7 @@ from .index import (
 )
 from .ingest import log_skips, scan_corpus
 from .ingest.stamps import STAMPS_NAME, StampBook
-from .lexical import QUESTION_STOPWORDS
+from .lexical import QUESTION_STOPWORDS, WordCutter
 from .lexical import TOKENIZER_VERSION as LEXICAL_VERSION
 from .retrieval import HybridRetriever, RetrievalConfig
 from .sentences import FORMAT as SENTENCE_FORMAT
@@ -358,7 +359,8 @@ class QAService:
         # one segmentation serves the off-topic check and the follow-up memory
         words = [w for w in lexical.tokenizer.words(question) if len(w) >= 2] if lexical else []
         off_topic = self._off_topic(words, hits[:3])
-        extraction = self._extract(question, hits) if hits and answer else None
+        tokenizer = lexical.tokenizer if lexical else None
+        extraction = self._extract(question, hits, tokenizer) if hits and answer else None
         t3 = time.perf_counter()
         return Examination(hits, extraction, off_topic, words, (t2 - t1) * 1000, (t3 - t2) * 1000)
 
@@ -376,7 +378,11 @@ class QAService:
         # a pasted essay would cost seconds of encoding for nothing: the encoders read a
         # few hundred characters of a question at most (the bot refuses longer ones)
         question = question.strip()[:MAX_QUESTION_CHARS]
-        resolved = self.memory.resolve(conversation, question) if conversation else question
+        # the memory tags with the index's tokenizer: the user words retrieval cuts with
+        tokenizer = self._current().retriever.lexical.tokenizer if conversation else None
+        resolved = question
+        if conversation:
+            resolved = self.memory.resolve(conversation, question, tokenizer)
         ex = self.examine(resolved, max(k, 5))
         hits, extraction, words = ex.hits, ex.extraction, ex.words
         abstained = self.abstains(ex)
@@ -403,15 +409,24 @@ class QAService:
         )
         if conversation:
             top = hits[0].chunk if hits else None
-            self.memory.remember(conversation, resolved, top.title if top else None, words[:5])
+            title = top.title if top else None
+            self.memory.remember(conversation, resolved, title, words[:5], tokenizer)
         return answer
 
-    def _extract(self, question: str, hits: list[ScoredChunk]) -> Extraction | None:
-        """The reader's answer when it loads, else the heuristic extractor's."""
+    def _extract(
+        self, question: str, hits: list[ScoredChunk], tokenizer: WordCutter | None
+    ) -> Extraction | None:
+        """The reader's answer when it loads (weighing the extractor's span, if its
+        settings say so), else the heuristic extractor's."""
         reader = self.reader
-        if reader is not None:
-            return read_answer(reader, question, hits, self._reader_choice)
-        return extract_answer(question, hits[:5])
+        if reader is None:
+            return extract_answer(question, hits[:5], tokenizer=tokenizer)
+        choice = self._reader_choice
+        proposal = None
+        if choice.heuristic_bonus is not None:
+            found = extract_answer(question, hits[: choice.max_passages], tokenizer=tokenizer)
+            proposal = heuristic_proposal(found)
+        return read_answer(reader, question, hits, choice, proposal=proposal)
 
     @staticmethod
     def _off_topic(words: list[str], hits: list[ScoredChunk]) -> bool:

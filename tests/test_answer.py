@@ -288,6 +288,10 @@ def test_headline_question_seed_passage() -> None:
     assert ex.qtype is QType.NUMBER
     assert "30.67亿元" in _hl(ex)
     assert ex.text == "计划于2021-2023年内投资约30.67亿元"
+    # where the answer sits in its passage, for the reader to weigh the extractor's span
+    assert gold[ex.offset : ex.offset + len(ex.text)] == ex.text
+    s, e = ex.span_in_passage()  # type: ignore[misc]
+    assert gold[s:e] == _hl(ex)
 
 
 def test_max_chars_respected() -> None:
@@ -692,3 +696,28 @@ def test_two_sentence_windows_are_candidates_for_descriptions() -> None:
     w[FEATURES.index("pair")] = 1.0
     two = extract_answer(q, passages, weights=w)
     assert two is not None and two.text == "幼树的叶呈尖锥状，3至8毫米长。成熟的树的叶则呈鳞状，1至3毫米长。"
+
+
+class _Recording:
+    """The default tokenizer, remembering what it was asked to cut."""
+
+    def __init__(self) -> None:
+        from qa_bot.lexical import default_tokenizer
+
+        self.inner = default_tokenizer()
+        self.seen: list[str] = []
+
+    def cut(self, text: str) -> tuple[str, ...]:
+        self.seen.append(text)
+        return self.inner.cut(text)
+
+
+def test_extractor_cuts_with_the_tokenizer_passed_in() -> None:
+    q = "哪些公司参与了算力小镇的建设"
+    passages = [_chunk("首批签约企业阿里云、海康威视、新华三集团和浙江大华将参与小镇建设。")]
+    tk = _Recording()
+    ex = extract_answer(q, passages, tokenizer=tk)
+    assert ex == extract_answer(q, passages)  # same words as the default: same answer
+    assert any(t in q for t in tk.seen)  # the question's words
+    assert any(t in passages[0].chunk.text and t not in q for t in tk.seen)  # a list head
+    assert content_terms(q, _Recording()) == content_terms(q)

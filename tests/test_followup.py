@@ -103,3 +103,30 @@ def test_chained_followups_keep_topic() -> None:
     q2 = m.resolve("chat1", "那它占地多大？")
     m.remember("chat1", q2, TITLE, [])
     assert m.resolve("chat1", "它什么时候开园") == "算力小镇什么时候开园"
+
+
+class _Tagger:
+    """Tags the words it is told as proper nouns and every other character as a particle."""
+
+    def __init__(self, nouns: list[str]) -> None:
+        self.nouns = nouns
+
+    def tag(self, text: str) -> list[tuple[str, str]]:
+        out, i = [], 0
+        while i < len(text):
+            word = next((w for w in self.nouns if text.startswith(w, i)), text[i])
+            out.append((word, "nz" if word in self.nouns else "y"))
+            i += len(word)
+        return out
+
+
+def test_memory_tags_with_the_tokenizer_passed_in() -> None:
+    # jieba alone finds no noun in "快跑吧" (adjective, verb, particle)
+    assert main_topic("快跑吧投资多少") is None
+    tk = _Tagger(["快跑吧"])
+    assert main_topic("快跑吧投资多少", tokenizer=tk) == "快跑吧"
+    assert not is_followup("快跑吧投资多少", tokenizer=tk)
+    m = ConversationMemory()
+    m.remember("c", "快跑吧投资多少", None, [], tokenizer=tk)
+    assert m.topic("c") == "快跑吧"
+    assert m.resolve("c", "它占地多大", tokenizer=tk) == "快跑吧占地多大"

@@ -18,11 +18,20 @@ from qa_bot.answer import (
     choose_span,
     cmrc_em,
     cmrc_f1,
+    heuristic_proposal,
     shown_window,
 )
 from qa_bot.answer.confidence import ReaderPolicy
 from qa_bot.answer.metrics import mixed_segmentation
-from qa_bot.answer.reader import Reading, ReadSpan, WindowLogits, _best_in_window, decode
+from qa_bot.answer.reader import (
+    Reading,
+    ReadSpan,
+    WindowLogits,
+    _best_in_window,
+    decode,
+    score_span,
+    with_proposal,
+)
 from qa_bot.answer.training import QAExample, load_squad, make_negatives, to_simplified
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, read_manifest
 
@@ -289,3 +298,39 @@ def test_the_clause_penalty_keeps_a_span_inside_its_clause_unless_it_wins_by_mor
     assert shown(1.0) == "30亿元"
     # the penalty steers the choice only: the score stays the model's (comparable with null)
     assert decode([w], [text], max_tokens=10, clause_penalty=1.0).spans[0].score == 5.5
+
+
+def _window(passage: int, start: list[float], end: list[float]) -> WindowLogits:
+    # "投资约30亿元，其中占比100%", tokens: 投资约 | 30亿元 | ，其中 | 占比 | 100%
+    offsets = [(0, 0), (0, 3), (3, 7), (7, 10), (10, 12), (12, 16)]
+    ctx = np.array([False, True, True, True, True, True])
+    return WindowLogits(passage, offsets, ctx, np.array(start), np.array(end))
+
+
+def test_score_span_is_the_model_score_of_the_tokens_holding_the_characters() -> None:
+    w = _window(0, [0.0, 0, 1, 0, 0, 4], [0.0, 0, 2, 0, 0, 4])
+    assert score_span([w], 0, 3, 7) == 3.0  # 30亿元: start and end on one token
+    assert score_span([w], 0, 4, 6) == 3.0  # inside a token: the token that holds it
+    assert score_span([w], 0, 3, 16) == 5.0  # 30亿元 … 100%
+    assert score_span([w], 1, 3, 7) is None  # no window of that passage
+    assert score_span([w], 0, 3, 40) is None  # not inside the window
+
+
+def test_a_proposal_wins_only_when_its_score_plus_the_bonus_beats_the_best_span() -> None:
+    text = "投资约30亿元，其中占比100%"
+    w = _window(0, [0.0, 0, 1, 0, 0, 4], [0.0, 0, 2, 0, 0, 4])
+    reading = decode([w], [text], max_tokens=10)
+    assert reading.spans[0] == ReadSpan(0, 12, 16, 8.0)  # the model's pick: 100%
+    assert with_proposal(reading, [w], (0, 3, 7), 4.0) == reading  # 3 + 4 < 8
+    won = with_proposal(reading, [w], (0, 3, 7), 6.0)
+    assert won.spans[0] == ReadSpan(0, 3, 7, 9.0) and won.nulls == reading.nulls
+    assert with_proposal(reading, [w], (5, 3, 7), 6.0) == reading  # a passage not read
+
+
+def test_heuristic_proposal_is_the_extractors_span_in_its_passage() -> None:
+    from qa_bot.answer import Extraction, QType
+
+    ex = Extraction("投资约30亿元", (3, 7), 2, QType.NUMBER, 0.9, offset=10)
+    assert heuristic_proposal(ex) == (2, 13, 17)
+    assert heuristic_proposal(Extraction("整句", None, 0, QType.OTHER, 0.9, offset=0)) is None
+    assert heuristic_proposal(None) is None

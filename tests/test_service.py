@@ -147,3 +147,21 @@ def test_index_of_another_layout_is_refused_then_updated(service: QAService) -> 
     assert report.published and report.embedded_chunks == 0
     assert fresh.index_is_current()
     assert "30.67亿元" in (fresh.ask("算力小镇投资多少").answer or "")
+
+
+def test_the_extractor_cuts_with_the_index_tokenizer(service: QAService, monkeypatch: pytest.MonkeyPatch) -> None:
+    import qa_bot.service as service_module
+    from qa_bot.lexical import ChineseTokenizer, default_tokenizer
+
+    seen = []
+    real = service_module.extract_answer
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("tokenizer"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "extract_answer", spy)
+    a = service.ask("算力小镇投资多少")
+    assert a.answer is not None and "30.67亿元" in a.answer
+    # the index's own tokenizer (with the corpus's user words), not the fallback default
+    assert len(seen) == 1 and isinstance(seen[0], ChineseTokenizer) and seen[0] is not default_tokenizer()

@@ -16,7 +16,7 @@ from .heuristic import FEATURES, WEIGHTS, content_terms, extract_answer
 from .metrics import cmrc_em, cmrc_f1
 from .qtype import QType, classify_question
 from .reader import Reader, Reading, ReadSpan
-from .reading import ReaderChoice, choose_span, read_answer, shown_window
+from .reading import ReaderChoice, choose_span, heuristic_proposal, read_answer, shown_window
 from .spans import Span, find_spans
 from .weights import ReaderLoadError, ensure_merged, load_shipped_reader
 
@@ -42,6 +42,7 @@ __all__ = [
     "ensure_merged",
     "extract_answer",
     "find_spans",
+    "heuristic_proposal",
     "load_shipped_reader",
     "read_answer",
     "shown_window",

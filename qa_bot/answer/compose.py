@@ -13,14 +13,21 @@ __all__ = ["Extraction", "answer_window"]
 @dataclass(frozen=True)
 class Extraction:
     """A short verbatim answer: ``text``, with ``highlight`` the key span inside it, taken
-    from passage ``passage_index``; ``confidence`` is the extractor's score in [0, 1] or
-    the reader's margin (best span − null score)."""
+    from passage ``passage_index`` at character ``offset``; ``confidence`` is the
+    extractor's score in [0, 1] or the reader's margin (best span − null score)."""
 
     text: str
     highlight: tuple[int, int] | None
     passage_index: int
     qtype: QType
     confidence: float
+    offset: int  # where ``text`` starts in its passage
+
+    def span_in_passage(self) -> tuple[int, int] | None:
+        """The highlighted span as (start, end) in the passage, if there is one."""
+        if self.highlight is None:
+            return None
+        return self.offset + self.highlight[0], self.offset + self.highlight[1]
 
 
 def answer_window(text: str, start: int, end: int, max_chars: int = 120) -> tuple[int, int]:

@@ -24,7 +24,18 @@ import numpy as np
 
 from .text import CLAUSE_BREAKS, sentence_bounds, trim
 
-__all__ = ["BACKENDS", "ONNX_INT8", "ReadSpan", "Reader", "Reading", "WindowLogits", "choose_span", "decode"]
+__all__ = [
+    "BACKENDS",
+    "ONNX_INT8",
+    "ReadSpan",
+    "Reader",
+    "Reading",
+    "WindowLogits",
+    "choose_span",
+    "decode",
+    "score_span",
+    "with_proposal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +180,45 @@ def decode(
         if ce > cs:
             spans[w.passage] = ReadSpan(w.passage, cs, ce, score)
     return Reading(tuple(spans), tuple(float(n) for n in nulls))
+
+
+def score_span(windows: Sequence[WindowLogits], passage: int, start: int, end: int) -> float | None:
+    """The model's score (start + end logit) for the characters ``[start, end)`` of
+    ``passage``: the best over the windows that hold them whole, None if none does."""
+    best = None
+    for w in windows:
+        if w.passage != passage:
+            continue
+        idx = np.flatnonzero(w.context)
+        if idx.size == 0 or w.offsets[idx[0]][0] > start or w.offsets[idx[-1]][1] < end:
+            continue
+        ts = next(i for i in idx if w.offsets[i][1] > start)
+        te = next(i for i in idx[::-1] if w.offsets[i][0] < end)
+        if ts <= te:
+            score = float(w.start[ts] + w.end[te])
+            best = score if best is None else max(best, score)
+    return best
+
+
+def with_proposal(
+    reading: Reading,
+    windows: Sequence[WindowLogits],
+    proposal: tuple[int, int, int],
+    bonus: float,
+) -> Reading:
+    """``reading`` with another answerer's span (passage, start, end) put to the model:
+    it replaces its passage's best span when the model's score for it plus ``bonus``
+    beats that span. The bonus is how much a second opinion is worth, in logits."""
+    passage, start, end = proposal
+    if not 0 <= passage < len(reading.spans):
+        return reading
+    score = score_span(windows, passage, start, end)
+    held = reading.spans[passage]
+    if score is None or (held is not None and score + bonus <= held.score):
+        return reading
+    spans = list(reading.spans)
+    spans[passage] = ReadSpan(passage, start, end, score + bonus)
+    return Reading(tuple(spans), reading.nulls)
 
 
 def _onnx_backend(model_dir: Path, threads: int | None) -> Logits:

@@ -14,7 +14,11 @@ These choices sit between the model's output and the answer shown, each measured
   ends spans early more often than late (on 150 trial questions given the gold paragraph,
   40% of its spans were strictly inside a gold answer, 3% strictly around one);
 - a penalty per clause break a span crosses: its best span sometimes runs on from the
-  answer into the next clause ("约30.67亿元，其中特色产业项目投资占比100%").
+  answer into the next clause ("约30.67亿元，其中特色产业项目投资占比100%");
+- a second opinion: the heuristic extractor's typed span, scored by the model, with a
+  bonus in logits (``heuristic_bonus``; None: the extractor is not asked). The two err on
+  different questions: the reader is drawn to spans next to a word of the question
+  ("投资占比100%" for 投资多少), the extractor knows which kind of span is wanted.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from qa_bot.types import ScoredChunk
 
 from .compose import Extraction, answer_window
 from .qtype import classify_question
-from .reader import Reader, choose_span
+from .reader import Reader, choose_span, decode, with_proposal
 from .text import sentence_bounds
 
-__all__ = ["WINDOWS", "ReaderChoice", "choose_span", "read_answer", "shown_window"]
+__all__ = ["WINDOWS", "ReaderChoice", "choose_span", "heuristic_proposal", "read_answer", "shown_window"]
 
 Window = Literal["clause", "sentence"]
 WINDOWS: tuple[Window, ...] = ("clause", "sentence")
@@ -45,6 +49,7 @@ class ReaderChoice:
     length_bonus: float = 0.0  # per token, when choosing a span inside a window
     within_sentence: bool = False  # spans never cross a sentence end
     clause_penalty: float = 0.0  # taken from a span's choice per clause break it crosses
+    heuristic_bonus: float | None = None  # added to the extractor's span, scored by the model
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -69,6 +74,12 @@ def shown_window(text: str, start: int, end: int, window: Window, max_chars: int
     return answer_window(text, start, end, max_chars)
 
 
+def heuristic_proposal(extraction: Extraction | None) -> tuple[int, int, int] | None:
+    """The extractor's highlighted span as a proposal for the reader: (passage, start, end)."""
+    span = extraction.span_in_passage() if extraction is not None else None
+    return None if span is None else (extraction.passage_index, *span)  # type: ignore[union-attr]
+
+
 def read_answer(
     reader: Reader,
     question: str,
@@ -76,21 +87,22 @@ def read_answer(
     choice: ReaderChoice | None = None,
     *,
     max_chars: int = 120,
+    proposal: tuple[int, int, int] | None = None,
 ) -> Extraction | None:
     """The chosen span over the top passages, shown inside its clause or sentence.
 
-    ``confidence`` is the chosen span's margin over the null score, not a probability:
-    ``ReaderPolicy`` turns it into abstention.
+    ``proposal`` (passage, start, end): another answerer's span, weighed by the model
+    with ``choice.heuristic_bonus``. ``confidence`` is the chosen span's margin over the
+    null score, not a probability: ``ReaderPolicy`` turns it into abstention.
     """
     choice = choice or ReaderChoice()
     texts = [p.chunk.text for p in passages[: choice.max_passages]]
-    reading = reader.read(
-        question,
-        texts,
-        length_bonus=choice.length_bonus,
-        within_sentence=choice.within_sentence,
-        clause_penalty=choice.clause_penalty,
+    windows = reader.window_logits(question, texts)
+    reading = decode(
+        windows, texts, reader.max_answer_tokens, choice.length_bonus, choice.within_sentence, choice.clause_penalty
     )
+    if proposal is not None and choice.heuristic_bonus is not None:
+        reading = with_proposal(reading, windows, proposal, choice.heuristic_bonus)
     best = choose_span(reading, choice.rank_penalty)
     if best is None:
         return None
@@ -103,4 +115,5 @@ def read_answer(
         passage_index=best.passage,
         qtype=classify_question(question),
         confidence=reading.margin_of(best),
+        offset=ws,
     )

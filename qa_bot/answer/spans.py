@@ -4,12 +4,11 @@ extractor."""
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
+from ..lexical import WordCutter, default_tokenizer
 from .qtype import QType
 
 __all__ = [
@@ -46,28 +45,11 @@ class Span:
 
 # --------------------------------------------------------------------------- jieba
 
-_JIEBA_LOCK = threading.Lock()
-_JIEBA = None
 
-
-def _jieba():
-    """Import and initialise jieba once per process, without its startup chatter."""
-    global _JIEBA
-    if _JIEBA is None:
-        with _JIEBA_LOCK:
-            if _JIEBA is None:
-                import jieba
-
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _JIEBA = jieba
-    return _JIEBA
-
-
-@lru_cache(maxsize=4096)
-def cut_words(text: str) -> tuple[str, ...]:
-    """jieba's words of ``text`` (the process-wide tokenizer, with the corpus's user words)."""
-    return tuple(_jieba().lcut(text))
+def cut_words(text: str, tokenizer: WordCutter | None = None) -> tuple[str, ...]:
+    """jieba's words of ``text``, punctuation included: ``tokenizer``'s (the service passes
+    its index's, with the corpus's user words), else ``qa_bot.lexical.default_tokenizer``."""
+    return (tokenizer if tokenizer is not None else default_tokenizer()).cut(text)
 
 
 # --------------------------------------------------------------------------- span detectors
@@ -272,7 +254,7 @@ def _org_start(text: str, start: int, suffix_start: int) -> int:
     return start
 
 
-def entity_spans(text: str) -> list[Span]:
+def entity_spans(text: str, tokenizer: WordCutter | None = None) -> list[Span]:
     spans: list[Span] = []
     for m in _QUOTE_RE.finditer(text):
         if m.group().startswith("《"):
@@ -305,7 +287,7 @@ def entity_spans(text: str) -> list[Span]:
         strength = 0.8 if re.search(r"\d", g) or re.search(r"[A-Z].*[A-Z]", g) else 0.5
         spans.append(Span(m.start(), m.end(), QType.ENTITY, strength, "product"))
     # items of an enumeration are often names (stocks, companies) without a telltale suffix
-    for ls in list_spans(text):
+    for ls in list_spans(text, tokenizer):
         for s, e in _list_items(text, ls.start, ls.end):
             if 2 <= e - s <= 8:
                 spans.append(Span(s, e, QType.ENTITY, 0.45, "item"))
@@ -333,17 +315,17 @@ def _list_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return items
 
 
-def _token_suffix_len(s: str, limit: int) -> int:
+def _token_suffix_len(s: str, limit: int, tokenizer: WordCutter | None) -> int:
     """Length of the longest run of whole jieba tokens ending ``s`` within ``limit`` chars."""
     n = 0
-    for tok in reversed(cut_words(s)):
+    for tok in reversed(cut_words(s, tokenizer)):
         if n + len(tok) > limit:
             break
         n += len(tok)
     return n or min(len(s), limit)
 
 
-def list_spans(text: str) -> list[Span]:
+def list_spans(text: str, tokenizer: WordCutter | None = None) -> list[Span]:
     spans: list[Span] = []
     for m in _LIST_RE.finditer(text):
         s, e = m.span()
@@ -356,7 +338,7 @@ def list_spans(text: str) -> list[Span]:
         if hm and hm.end() < len(head):
             s += hm.end()
         elif len(head) > target + 1:
-            s += len(head) - _token_suffix_len(head, target + 1)
+            s += len(head) - _token_suffix_len(head, target + 1, tokenizer)
         tail = items[-1]
         tm = _LIST_TAIL_CUT.search(tail)
         cut_tail = len(tail)
@@ -400,7 +382,7 @@ _PLACE_RE = re.compile(
 )
 
 
-def location_spans(text: str) -> list[Span]:
+def location_spans(text: str, tokenizer: WordCutter | None = None) -> list[Span]:
     spans: list[Span] = []
     for m in _LOC_VERB_RE.finditer(text):
         strong = not re.fullmatch(r"[在于]", text[m.start() : m.start(1)])
@@ -419,20 +401,21 @@ def location_spans(text: str) -> list[Span]:
         )
         if m.end() - s >= 2:
             spans.append(Span(s, m.end(), QType.LOCATION, 0.5, "place"))
-    for sp in entity_spans(text):
+    for sp in entity_spans(text, tokenizer):
         if sp.sub in {"org", "quote"}:
             spans.append(Span(sp.start, sp.end, QType.LOCATION, 0.4, sp.sub))
     return _strip_overlaps_prefer_strong(spans)
 
 
-_DETECTORS = {
+# names, places and lists cut list heads at word boundaries; the others are pure regex
+_DETECTORS: dict[QType, Callable[[str, WordCutter | None], list[Span]]] = {
     QType.LOCATION: location_spans,
-    QType.NUMBER: number_spans,
-    QType.DATE: date_spans,
+    QType.NUMBER: lambda text, _: number_spans(text),
+    QType.DATE: lambda text, _: date_spans(text),
     QType.ENTITY: entity_spans,
     QType.LIST: list_spans,
-    QType.REASON: reason_spans,
-    QType.YESNO: yesno_spans,
+    QType.REASON: lambda text, _: reason_spans(text),
+    QType.YESNO: lambda text, _: yesno_spans(text),
 }
 
 
@@ -441,7 +424,7 @@ def has_detector(qtype: QType) -> bool:
     return qtype in _DETECTORS
 
 
-def find_spans(text: str, qtype: QType) -> list[Span]:
+def find_spans(text: str, qtype: QType, tokenizer: WordCutter | None = None) -> list[Span]:
     """Typed spans of ``text`` that could answer a question of type ``qtype``."""
     det = _DETECTORS.get(qtype)
-    return det(text) if det else []
+    return det(text, tokenizer) if det else []

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..lexical import PosTagger, WordCutter
 from ..sentences import ChunkSentences
 from ..types import Article, Chunk
 
@@ -205,7 +206,11 @@ class VectorSource(Protocol):
         ...
 
 
-class Segmenter(Protocol):
+class Segmenter(WordCutter, PosTagger, Protocol):
+    """The index's segmentation, which the service hands to everything that cuts a
+    question or passage: the off-topic check, the answer extractor (``cut``) and the
+    follow-up memory (``tag``)."""
+
     def words(self, text: str) -> list[str]:
         """Plain word segmentation (jieba with the index's user words, no overlapping
         sub-words); the follow-up memory and the off-topic check use it."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ...lexical import WordCutter
 from ..text import CLAUSE_BREAKS, trim
 from .terms import TAIL_PARTICLES, WH_RE, desc_focus
 
@@ -41,13 +42,13 @@ class QShape:
 
 
 @lru_cache(maxsize=2048)
-def qshape(question: str) -> QShape:
+def qshape(question: str, tokenizer: WordCutter | None = None) -> QShape:
     q = question.strip()
     # "什么是X" / "何谓X" asks what "X是…" says
     d = _DEF_FIRST_RE.match(q)
     if d:
         q = d.group(1) + "是什么"
-    focus = desc_focus(question)
+    focus = desc_focus(question, tokenizer)
     bare = WH_RE.sub(" ", q)
     if focus:
         bare = bare.replace(focus[0], " ")

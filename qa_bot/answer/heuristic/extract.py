@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from qa_bot.lexical import WordCutter
 from qa_bot.types import ScoredChunk
 
 from ..compose import Extraction
@@ -52,6 +53,7 @@ def extract_answer(
     max_chars: int = 120,
     top_k: int = 5,
     weights: Sequence[float] = WEIGHTS,
+    tokenizer: WordCutter | None = None,
 ) -> Extraction | None:
     """The best short verbatim answer to ``question`` from the top ``passages``, or None.
 
@@ -63,11 +65,14 @@ def extract_answer(
 
     ``confidence`` in [0, 1]: how much of the question is found around the answer and
     whether the answer slot was found; unrelated passages get low values.
+
+    ``tokenizer`` segments the question and list items: the service passes its index's
+    (with the corpus's user words); None takes ``qa_bot.lexical.default_tokenizer``.
     """
     passages = list(passages)[:top_k]
     if not passages or not question.strip():
         return None
-    ctx = _Context.of(Question.of(question), passages, max_chars)
+    ctx = _Context.of(Question.of(question, tokenizer), passages, max_chars)
     best, runner = _best_window(ctx, weights)
     if best is None:
         return None
@@ -75,7 +80,7 @@ def extract_answer(
     start, end = final_window(text, best.start, best.end, best.span, ctx.q.short, max_chars)
     hl = None if best.span is None else (best.span.start - start, best.span.end - start)
     conf = _confidence(ctx, best, start, runner)
-    return Extraction(text[start:end], hl, best.pidx, ctx.q.qtype, round(conf, 4))
+    return Extraction(text[start:end], hl, best.pidx, ctx.q.qtype, round(conf, 4), start)
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ class _Passage:
         q = self.q
         spans: list[Span] = []
         subj: set[tuple[int, int]] = set()
-        for sp in find_spans(sent, q.qtype):
+        for sp in find_spans(sent, q.qtype, q.tokenizer):
             g = sent[sp.start : sp.end]
             if is_in_question(g, q.text):
                 continue
@@ -318,7 +323,7 @@ def _confidence(ctx: _Context, best: _Candidate, start: int, runner: float) -> f
 def _tells_event(q: Question, text: str, sents: Sequence[tuple[int, int]], start: int) -> bool:
     """The answer's sentence (or the one before) names the event a figure or date question
     asks about, when the question names one."""
-    preds = predicate_terms(q.text)
+    preds = predicate_terms(q.text, q.tokenizer)
     if not preds:
         return True
     si = next((i for i, (a, b) in enumerate(sents) if a <= start < b), 0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
+from ...lexical import WordCutter
 from ..qtype import QType, classify_question, entity_subkind, unit_hint
 from ..spans import has_detector
 from .align import QShape, qshape
@@ -22,7 +23,8 @@ class Question:
     """``short``: the answer is a phrase; ``typed``: a span detector knows what is wanted
     (an entity question counts only when it says which kind of name); ``qterms``: the
     content words of two characters or more; ``sub``/``unit``: the kind of name or the unit
-    asked for, if any."""
+    asked for, if any; ``tokenizer``: what it was cut with, for the passages to be cut alike
+    (None: ``qa_bot.lexical.default_tokenizer``)."""
 
     text: str
     qtype: QType
@@ -30,13 +32,15 @@ class Question:
     shape: QShape
     sub: str
     unit: str | None
+    tokenizer: WordCutter | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, question: str) -> Question:
+    def of(cls, question: str, tokenizer: WordCutter | None = None) -> Question:
         qtype = classify_question(question)
         sub = entity_subkind(question) if qtype is QType.ENTITY else ""
         unit = unit_hint(question) if qtype is QType.NUMBER else None
-        return cls(question, qtype, terms_of(question), qshape(question), sub, unit)
+        terms, shape = terms_of(question, tokenizer), qshape(question, tokenizer)
+        return cls(question, qtype, terms, shape, sub, unit, tokenizer)
 
     @property
     def short(self) -> bool:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ...lexical import WordCutter
 from ..qtype import DESC_NOUN, DESC_Q
 from ..spans import MAG, UNIT, cut_words, date_spans, number_spans
 
@@ -73,18 +74,19 @@ _CONCEPTS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
 )
 
 
-def content_terms(question: str) -> list[str]:
+def content_terms(question: str, tokenizer: WordCutter | None = None) -> list[str]:
     """The question's content words (jieba tokens minus stopwords and question words)."""
-    return [t.text for t in terms_of(question) if t.pattern is None]
+    return [t.text for t in terms_of(question, tokenizer) if t.pattern is None]
 
 
+# The caches below are keyed by the tokenizer too: another one may cut the question otherwise.
 @lru_cache(maxsize=2048)
-def terms_of(question: str) -> tuple[Term, ...]:
+def terms_of(question: str, tokenizer: WordCutter | None = None) -> tuple[Term, ...]:
     """The question's terms with weights: its figures and dates, its content words (the
     focus raised), and the grammatical concepts it uses."""
-    out = _word_weights(question)
+    out = _word_weights(question, tokenizer)
     _boost_focus(question, out)
-    focus = desc_focus(question)
+    focus = desc_focus(question, tokenizer)
     if focus:
         # "夜来香的种子有什么特点": "特点" is what is asked, not a word the answer repeats;
         # the noun it is about ("种子") is what the answering sentence talks about
@@ -100,7 +102,7 @@ def terms_of(question: str) -> tuple[Term, ...]:
     return tuple(terms)
 
 
-def _word_weights(question: str) -> dict[str, float]:
+def _word_weights(question: str, tokenizer: WordCutter | None) -> dict[str, float]:
     # "保不保本" → "保本", "动没动" → "动": the A-not-A form hides the content word
     q = re.sub(r"(.)[不没]\1", r"\1", question)
     out: dict[str, float] = {}
@@ -114,7 +116,7 @@ def _word_weights(question: str) -> dict[str, float]:
     for chunk in _PUNCT_RE.split(q):
         if not chunk:
             continue
-        for tok in cut_words(chunk):
+        for tok in cut_words(chunk, tokenizer):
             tok = tok.strip()
             if not tok or tok in STOP or re.fullmatch(r"\W+", tok):
                 continue
@@ -126,7 +128,7 @@ def _word_weights(question: str) -> dict[str, float]:
 
 
 @lru_cache(maxsize=2048)
-def desc_focus(question: str) -> tuple[str, str] | None:
+def desc_focus(question: str, tokenizer: WordCutter | None = None) -> tuple[str, str] | None:
     """For a description question, ``(description noun, the word before it)``:
     "夜来香的种子有什么特点" → ("特点", "种子")."""
     if not DESC_Q.search(question):
@@ -139,7 +141,7 @@ def desc_focus(question: str) -> tuple[str, str] | None:
     head = re.split(r"[的之，,、\s]", before)[-1]
     if 1 <= len(head) <= 4 and not re.search(r"[是有在了]", head):
         return m.group(), head
-    toks = [t for t in cut_words(before) if _WORD_RE.fullmatch(t) and t not in STOP]
+    toks = [t for t in cut_words(before, tokenizer) if _WORD_RE.fullmatch(t) and t not in STOP]
     return (m.group(), toks[-1]) if toks else (m.group(), "")
 
 
@@ -170,7 +172,7 @@ def _boost_focus(question: str, weights: dict[str, float]) -> None:
 
 
 @lru_cache(maxsize=2048)
-def predicate_terms(question: str) -> tuple[str, ...]:
+def predicate_terms(question: str, tokenizer: WordCutter | None = None) -> tuple[str, ...]:
     """The words that say what happened, for a figure or date question: those right after
     the wh-phrase ("什么时候|恢复发行的", "多少|会触发敲入"). An answer about the same
     subject but another event ("雪球产品突然爆红" for "雪球产品什么时候恢复发行") contains
@@ -183,7 +185,7 @@ def predicate_terms(question: str) -> tuple[str, ...]:
     # it are too often paraphrased ("保持多少年" for "已连续12年") to be required
     if not after or re.fullmatch(rf"(?:{UNIT}|{MAG}|[\u4e00-\u9fff])(?:{UNIT})?", after):
         return ()
-    return tuple(t for t in cut_words(after) if t not in STOP and _WORD_RE.fullmatch(t))
+    return tuple(t for t in cut_words(after, tokenizer) if t not in STOP and _WORD_RE.fullmatch(t))
 
 
 def says(word: str, text: str) -> bool:
