@@ -338,3 +338,42 @@ def test_the_pruned_tokenizer_gives_the_base_tokens(reader) -> None:  # type: ig
         assert [w.offsets for w in got] == [e.offsets for e in want]
     thai = reader.windows(question, ["曼谷的สวน公园"])[0]
     assert base.token_to_id("<unk>") in thai.ids
+
+
+def _reader_dir(tmp_path: Path, heuristic_bonus: float | None) -> Path:
+    """The shipped weights with another answering choice in reader.json."""
+    d = tmp_path / f"reader-{heuristic_bonus}"
+    shutil.copytree(SHIPPED_DIR, d)
+    m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+    m["choice"]["heuristic_bonus"] = heuristic_bonus
+    (d / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
+    return d
+
+
+def test_the_service_puts_the_extractors_span_to_the_reader(tmp_path: Path, model_cache: Path) -> None:
+    from qa_bot.config import Settings
+    from qa_bot.embedding import HashEmbedder
+    from qa_bot.service import QAService
+
+    corpus = tmp_path / "corpus" / "_posts"
+    corpus.mkdir(parents=True)
+    for post in (REPO / "corpus" / "_posts").glob("*.md"):
+        shutil.copy(post, corpus / post.name)
+    emb = HashEmbedder(dim=256)
+    shown = {}
+    for bonus in (None, 100.0):
+        s = Settings(
+            QA_BOT_CORPUS_DIR=corpus.parent, QA_BOT_INDEX_DIR=tmp_path / f"idx-{bonus}",
+            QA_BOT_CACHE_DIR=model_cache, QA_BOT_READER="onnx-int8",
+            QA_BOT_READER_DIR=_reader_dir(tmp_path, bonus),
+        )
+        svc = QAService(s, embedder=emb, query_encoder=emb)
+        svc.update(full=True)
+        a = svc.ask("算力小镇投资多少")
+        assert svc.reader is not None and a.answer is not None and a.highlight is not None
+        shown[bonus] = a.answer[a.highlight[0] : a.highlight[1]]
+        if bonus is None:  # the reader alone: the service shows what read_answer picks
+            own = read_answer(svc.reader, "算力小镇投资多少", svc.retrieve("算力小镇投资多少", 5))
+            assert own is not None and shown[None] == own.text[own.highlight[0] : own.highlight[1]]  # type: ignore[index]
+    # a bonus no span can beat: the extractor's typed span, as the model scores it
+    assert "30.67亿元" in shown[100.0]
