@@ -34,6 +34,7 @@ __all__ = [
     "choose_span",
     "decode",
     "score_span",
+    "token_span",
     "with_proposal",
 ]
 
@@ -182,22 +183,28 @@ def decode(
     return Reading(tuple(spans), tuple(float(n) for n in nulls))
 
 
+def token_span(
+    offsets: Sequence[tuple[int, int]], context: Sequence[int], start: int, end: int
+) -> tuple[int, int] | None:
+    """(first, last) token of the ``context`` tokens (their indices, in order) covering
+    the characters ``[start, end)``, if the context holds them whole: the training labels'
+    mapping, and the one a proposed span is scored by."""
+    if len(context) == 0 or offsets[context[0]][0] > start or offsets[context[-1]][1] < end:
+        return None
+    ts = next(i for i in context if offsets[i][1] > start)
+    te = next(i for i in reversed(context) if offsets[i][0] < end)
+    return (int(ts), int(te)) if ts <= te else None
+
+
 def score_span(windows: Sequence[WindowLogits], passage: int, start: int, end: int) -> float | None:
     """The model's score (start + end logit) for the characters ``[start, end)`` of
     ``passage``: the best over the windows that hold them whole, None if none does."""
-    best = None
+    scores = []
     for w in windows:
-        if w.passage != passage:
-            continue
-        idx = np.flatnonzero(w.context)
-        if idx.size == 0 or w.offsets[idx[0]][0] > start or w.offsets[idx[-1]][1] < end:
-            continue
-        ts = next(i for i in idx if w.offsets[i][1] > start)
-        te = next(i for i in idx[::-1] if w.offsets[i][0] < end)
-        if ts <= te:
-            score = float(w.start[ts] + w.end[te])
-            best = score if best is None else max(best, score)
-    return best
+        span = token_span(w.offsets, np.flatnonzero(w.context), start, end) if w.passage == passage else None
+        if span is not None:
+            scores.append(float(w.start[span[0]] + w.end[span[1]]))
+    return max(scores, default=None)
 
 
 def with_proposal(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from qa_bot.sentences import sentence_spans
 
+from .reader import token_span
+
 __all__ = [
     "ConversionReport",
     "QAExample",
@@ -163,17 +165,6 @@ def make_negatives(
     return out
 
 
-def _token_span(offsets: Sequence[tuple[int, int]], seq_ids: Sequence[int | None],
-                start: int, end: int) -> tuple[int, int] | None:
-    """Token indices of the context tokens covering chars [start, end), if all inside."""
-    ctx = [i for i, s in enumerate(seq_ids) if s == 1]
-    if not ctx or offsets[ctx[0]][0] > start or offsets[ctx[-1]][1] < end:
-        return None
-    ts = next(i for i in ctx if offsets[i][1] > start)
-    te = next(i for i in reversed(ctx) if offsets[i][0] < end)
-    return (ts, te) if ts <= te else None
-
-
 def encode_for_training(
     tokenizer: object,
     examples: Iterable[QAExample],
@@ -202,7 +193,8 @@ def encode_for_training(
                 choices.append((w, 0, 0))
                 continue
             text, start = ex.answers[0]
-            span = _token_span(enc["offset_mapping"][w], seq_ids, start, start + len(text))
+            ctx = [i for i, sid in enumerate(seq_ids) if sid == 1]
+            span = token_span(enc["offset_mapping"][w], ctx, start, start + len(text))
             if span:
                 choices.append((w, *span))
         if not choices:
