@@ -152,8 +152,10 @@ class ChineseTokenizer:
 @functools.cache
 def default_tokenizer() -> ChineseTokenizer:
     """The tokenizer of callers given none (made on first use, so that importing the
-    answer modules does not load jieba's dictionary)."""
-    return ChineseTokenizer()
+    answer modules does not load jieba's dictionary). Private: an index's user words,
+    which go into jieba's shared dictionary, would otherwise change how every later
+    caller given no tokenizer cuts."""
+    return ChineseTokenizer(private=True)
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from .answer import (
     ReaderChoice,
     ReaderLoadError,
     ReaderPolicy,
+    answer_signals,
     extract_answer,
     heuristic_proposal,
     read_answer,
@@ -33,6 +34,7 @@ from .followup import ConversationMemory
 from .index import (
     IndexProblem,
     KnownUnchanged,
+    Segmenter,
     StaleChanges,
     Store,
     StoreReader,
@@ -89,6 +91,8 @@ class Examination:
     words: list[str]  # the question's words (jieba), for the follow-up memory
     retrieval_ms: float
     answer_ms: float
+    # the heuristic extractor's answer over the passages the reader read, when it was asked
+    second_opinion: Extraction | None = None
 
 
 @dataclass
@@ -189,8 +193,11 @@ class QAService:
         self._reader_choice = manifest.choice
         if self._reader_policy is None:
             threshold = self.settings.reader_threshold
-            self._reader_policy = ReaderPolicy(
-                threshold=manifest.null_threshold if threshold is None else threshold
+            # a threshold set by hand means the margin rule it thresholds
+            self._reader_policy = (
+                ReaderPolicy(threshold=manifest.null_threshold, learned=manifest.abstention)
+                if threshold is None
+                else ReaderPolicy(threshold=threshold)
             )
 
     # -- index ----------------------------------------------------------------
@@ -351,25 +358,28 @@ class QAService:
         """What ``ask`` decides from: the passages, the answer before abstention, and
         whether the question is off-topic (also for tuning the reader, scripts/: with
         ``answer=False`` only retrieval runs)."""
-        loaded = self._current()
+        return self._examine(self._current(), question, k, answer)
+
+    def _examine(self, loaded: _Loaded, question: str, k: int, answer: bool) -> Examination:
         t1 = time.perf_counter()
         hits = loaded.retriever.search(question, k)
         t2 = time.perf_counter()
-        lexical = loaded.retriever.lexical
+        tokenizer = self._tokenizer_of(loaded)
         # one segmentation serves the off-topic check and the follow-up memory
-        words = [w for w in lexical.tokenizer.words(question) if len(w) >= 2] if lexical else []
-        off_topic = self._off_topic(words, hits[:3])
-        tokenizer = lexical.tokenizer if lexical else None
-        extraction = self._extract(question, hits, tokenizer) if hits and answer else None
+        words = [w for w in tokenizer.words(question) if len(w) >= 2]
+        off_topic = self.off_topic(words, hits[:3])
+        extraction, second = self._extract(question, hits, tokenizer) if hits and answer else (None, None)
         t3 = time.perf_counter()
-        return Examination(hits, extraction, off_topic, words, (t2 - t1) * 1000, (t3 - t2) * 1000)
+        return Examination(hits, extraction, off_topic, words, (t2 - t1) * 1000, (t3 - t2) * 1000, second)
 
     def abstains(self, ex: Examination) -> bool:
         """By the reader's policy when the reader answered, else the extractor's."""
         if ex.extraction is None:
             return True
         if self.reader is not None:
-            return (self._reader_policy or ReaderPolicy()).abstains(ex.extraction.confidence, ex.off_topic)
+            read = ex.hits[: self._reader_choice.max_passages]
+            signals = answer_signals(ex.extraction, ex.second_opinion, [h.dense for h in read], ex.off_topic)
+            return (self._reader_policy or ReaderPolicy()).abstains(signals)
         return self.abstain.abstains(ex.extraction.confidence, ex.off_topic)
 
     def ask(self, question: str, conversation: str | None = None, top_k: int | None = None) -> Answer:
@@ -378,12 +388,14 @@ class QAService:
         # a pasted essay would cost seconds of encoding for nothing: the encoders read a
         # few hundred characters of a question at most (the bot refuses longer ones)
         question = question.strip()[:MAX_QUESTION_CHARS]
-        # the memory tags with the index's tokenizer: the user words retrieval cuts with
-        tokenizer = self._current().retriever.lexical.tokenizer if conversation else None
+        # one generation for the whole question: the memory tags with the tokenizer
+        # retrieval cuts with (the index's user words)
+        loaded = self._current()
+        tokenizer = self._tokenizer_of(loaded)
         resolved = question
         if conversation:
             resolved = self.memory.resolve(conversation, question, tokenizer)
-        ex = self.examine(resolved, max(k, 5))
+        ex = self._examine(loaded, resolved, max(k, 5), True)
         hits, extraction, words = ex.hits, ex.extraction, ex.words
         abstained = self.abstains(ex)
         sources = [
@@ -414,22 +426,30 @@ class QAService:
         return answer
 
     def _extract(
-        self, question: str, hits: list[ScoredChunk], tokenizer: WordCutter | None
-    ) -> Extraction | None:
-        """The reader's answer when it loads (weighing the extractor's span, if its
-        settings say so), else the heuristic extractor's."""
+        self, question: str, hits: list[ScoredChunk], tokenizer: WordCutter
+    ) -> tuple[Extraction | None, Extraction | None]:
+        """The reader's answer when it loads, with the extractor's over the same passages
+        (its second opinion: weighed by the reader and a signal for abstention), else the
+        heuristic extractor's alone."""
         reader = self.reader
         if reader is None:
-            return extract_answer(question, hits[:5], tokenizer=tokenizer)
+            return extract_answer(question, hits[:5], tokenizer=tokenizer), None
         choice = self._reader_choice
-        proposal = None
-        if choice.heuristic_bonus is not None:
-            found = extract_answer(question, hits[: choice.max_passages], tokenizer=tokenizer)
-            proposal = heuristic_proposal(found)
-        return read_answer(reader, question, hits, choice, proposal=proposal)
+        second = extract_answer(question, hits[: choice.max_passages], tokenizer=tokenizer)
+        proposal = heuristic_proposal(second) if choice.heuristic_bonus is not None else None
+        return read_answer(reader, question, hits, choice, proposal=proposal), second
+
+    @property
+    def tokenizer(self) -> Segmenter:
+        """What the current index cuts questions with (its user words included)."""
+        return self._tokenizer_of(self._current())
 
     @staticmethod
-    def _off_topic(words: list[str], hits: list[ScoredChunk]) -> bool:
+    def _tokenizer_of(loaded: _Loaded) -> Segmenter:
+        return loaded.retriever.lexical.tokenizer
+
+    @staticmethod
+    def off_topic(words: list[str], hits: list[ScoredChunk]) -> bool:
         """True when no content word of the question occurs in the top passages."""
         content = [w.lower() for w in words if w not in QUESTION_STOPWORDS]
         text = "".join(h.chunk.embed_text for h in hits).lower()

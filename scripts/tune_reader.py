@@ -8,13 +8,16 @@ read, the retrieval-rank prior that decides between the spans of different passa
 decoding priors inside a window (per token of length, per clause break crossed, spans kept
 inside one sentence or not), the text shown around the span (its clause or its sentence),
 the bonus the heuristic extractor's span gets when the model scores it (or none: the
-extractor not asked), and the abstention threshold on the chosen span's margin over the
-null score.
+extractor not asked), and abstention: either a threshold on the chosen span's margin over
+the null score, or a logistic regression over the answer's signals (margin, retrieval
+similarity, the extractor's confidence and agreement; qa_bot.answer.confidence).
 
 Data: the CMRC 2018 trial set over its paragraphs as posts and the finews dev set over
 ../shared/corpus-sample/finews, both validation data (nothing here is trained on them).
-Unanswerable questions: finews dev's null questions plus each set's questions asked of the
-*other* corpus. The reader reads the top 3 passages of every question once (cached); every
+Unanswerable questions: finews dev's null questions, each set's questions asked of the
+*other* corpus, and near misses: answerable questions whose retrieved passages holding a
+gold answer are taken out, so the reader sees the passages nearest to the answer that do
+not give it (all of finews's, a sample of trial's). The reader reads the top 3 passages of every question once (cached); every
 setting is then scored offline on those readings.
 
 Honest figures: k-fold cross-validation (settings chosen on k-1 folds of every set, scored
@@ -31,7 +34,7 @@ import json
 import pickle
 import random
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +43,20 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_reader import TUNE_PENDING  # noqa: E402  (this folder is on sys.path)
 
-from qa_bot.answer import ReaderChoice, cmrc_f1, extract_answer, heuristic_proposal  # noqa: E402
+from qa_bot.answer import (  # noqa: E402
+    Extraction,
+    LearnedAbstention,
+    QType,
+    ReaderChoice,
+    ReaderPolicy,
+    answer_signals,
+    cmrc_f1,
+    extract_answer,
+    heuristic_proposal,
+)
+from qa_bot.answer.confidence import SIGNALS, AnswerSignals  # noqa: E402
 from qa_bot.answer.reader import Reading, WindowLogits, decode, with_proposal  # noqa: E402
-from qa_bot.answer.reading import WINDOWS, choose_span, shown_window  # noqa: E402
+from qa_bot.answer.reading import WINDOWS, choose_span, early_answer, shown_window  # noqa: E402
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, WEIGHTS  # noqa: E402
 from qa_bot.config import Settings  # noqa: E402
 from qa_bot.evaluate import MAX_ANSWER_CHARS, eval_dirs, load_questions, write_posts_corpus  # noqa: E402
@@ -58,8 +72,13 @@ class Probe:
     off_topic: bool
     texts: tuple[str, ...]  # the top passages, in retrieval order
     windows: tuple[WindowLogits, ...]  # the model's output on them, decoded per setting
-    # the heuristic extractor's span over the first 1, 2, 3 passages (what the service asks)
-    proposals: tuple[tuple[int, int, int] | None, ...] = ()
+    # the heuristic extractor's answer over the first 1, 2, 3 passages (what the service asks)
+    opinions: tuple[Extraction | None, ...]
+    dense: tuple[float | None, ...]  # the passages' dense similarity to the question
+    kind: str = "answerable"  # or: null, other corpus, near miss
+
+    def proposal(self, passages: int) -> tuple[int, int, int] | None:
+        return heuristic_proposal(self.opinions[passages - 1])
 
 
 MAX_ANSWER_TOKENS = 40
@@ -67,17 +86,34 @@ _decoded: dict[tuple[int, float, bool, float], Reading] = {}
 
 
 def reading_of(p: Probe, c: ReaderChoice) -> Reading:
-    """The reading of the first ``c.max_passages`` passages (decoding is the slow part:
-    memoized over the settings that decode alike)."""
+    """What the service's read_answer decodes under ``c``: the top passage alone when its
+    answer stands (early exit), else the first ``c.max_passages`` (decoding is the slow
+    part: memoized over the settings that decode alike; passages decode independently)."""
     key = (id(p), c.length_bonus, c.within_sentence, c.clause_penalty)
     if key not in _decoded:
         _decoded[key] = decode(
             p.windows, p.texts, MAX_ANSWER_TOKENS, c.length_bonus, c.within_sentence, c.clause_penalty
         )
-    r = _decoded[key]
-    r = Reading(r.spans[: c.max_passages], r.nulls[: c.max_passages])
-    proposal = p.proposals[c.max_passages - 1] if c.heuristic_bonus is not None else None
-    return r if proposal is None else with_proposal(r, p.windows, proposal, c.heuristic_bonus)  # type: ignore[arg-type]
+    r, n = _decoded[key], c.max_passages
+    proposal = p.proposal(n) if c.heuristic_bonus is not None else None
+    if c.early_exit is not None and n > 1 and len(p.texts) > 1:
+        own = proposal if proposal is not None and proposal[0] == 0 else None
+        first = _weighed(Reading(r.spans[:1], r.nulls[:1]), p, own, c)
+        if early_answer(first, c) is not None:
+            return first
+    return _weighed(Reading(r.spans[:n], r.nulls[:n]), p, proposal, c)
+
+
+def _weighed(r: Reading, p: Probe, proposal: tuple[int, int, int] | None, c: ReaderChoice) -> Reading:
+    if proposal is None or c.heuristic_bonus is None:
+        return r
+    return with_proposal(r, p.windows, proposal, c.heuristic_bonus)
+
+
+def windows_read(p: Probe, c: ReaderChoice) -> int:
+    """Model windows run for ``p`` under ``c``: what an answer's time grows with."""
+    passages = len(reading_of(p, c).spans)
+    return sum(w.passage < passages for w in p.windows)
 
 
 @dataclass(frozen=True)
@@ -89,7 +125,12 @@ class Setting:
     within_sentence: bool = False
     clause_penalty: float = 0.0
     heuristic_bonus: float | None = None
-    threshold: float = float("-inf")
+    early_exit: float | None = None
+    threshold: float = float("-inf")  # of the margin rule
+    learned: LearnedAbstention | None = None  # replaces the margin rule when set
+
+    def policy(self, off: float) -> ReaderPolicy:
+        return ReaderPolicy(self.threshold, off, self.learned)
 
     def choice(self) -> ReaderChoice:
         return ReaderChoice(
@@ -100,6 +141,7 @@ class Setting:
             self.within_sentence,
             self.clause_penalty,
             self.heuristic_bonus,
+            self.early_exit,
         )
 
 
@@ -110,6 +152,7 @@ class Outcome:
     margin: float
     hit: bool = False  # the answer holds a gold answer (if not abstained)
     f1: float = 0.0  # the span's CMRC F1 (if not abstained)
+    shown: Extraction | None = None  # the answer as the service would return it
 
 
 def service_for(questions: Path, corpus: Path | None) -> tuple[QAService, list]:
@@ -127,12 +170,21 @@ def service_for(questions: Path, corpus: Path | None) -> tuple[QAService, list]:
     return svc, qs
 
 
-def collect(svc: QAService, question: str, golds: tuple[str, ...]) -> Probe:
-    ex = svc.examine(question, answer=False)
-    texts = tuple(h.chunk.text for h in ex.hits[:READ])
+def collect(svc: QAService, question: str, golds: tuple[str, ...], kind: str = "answerable") -> Probe | None:
+    """The reading of ``question``'s top passages; for a "near miss", of its top passages
+    that hold no gold answer, as an unanswerable question (None: nothing left)."""
+    ex = svc.examine(question, 10, answer=False)
+    hits, off_topic = ex.hits, ex.off_topic
+    if kind == "near miss":
+        hits = [h for h in hits if not any(g in h.chunk.text for g in golds)]
+        off_topic, golds = svc.off_topic(ex.words, hits[:3]), ()
+    if not hits:
+        return None
+    hits = hits[:READ]
+    texts = tuple(h.chunk.text for h in hits)
     windows = svc.reader.window_logits(question, texts)  # type: ignore[union-attr]
-    proposals = tuple(heuristic_proposal(extract_answer(question, ex.hits[:n])) for n in range(1, READ + 1))
-    return Probe(golds, ex.off_topic, texts, tuple(windows), proposals)
+    opinions = tuple(extract_answer(question, hits[:n], tokenizer=svc.tokenizer) for n in range(1, READ + 1))
+    return Probe(golds, off_topic, texts, tuple(windows), opinions, tuple(h.dense for h in hits), kind)
 
 
 _outcomes: dict[tuple[int, ReaderChoice], Outcome] = {}
@@ -158,11 +210,27 @@ def _outcome(p: Probe, c: ReaderChoice, max_chars: int) -> Outcome:
     answer, span = text[ws:we], text[best.start : best.end]
     hit = len(answer) <= MAX_ANSWER_CHARS and any(g in answer for g in p.golds)
     f1 = cmrc_f1(p.golds, span) if p.golds else 0.0
-    return Outcome(answer, span, reading.margin_of(best), hit, f1)
+    margin = reading.margin_of(best)
+    shown = Extraction(answer, (best.start - ws, best.end - ws), best.passage, QType.OTHER, margin, ws)
+    return Outcome(answer, span, margin, hit, f1, shown)
 
 
-def abstains(p: Probe, o: Outcome, t: float, off: float) -> bool:
-    return o.answer is None or o.margin < t or (p.off_topic and o.margin < t + off)
+_signals: dict[tuple[int, ReaderChoice], AnswerSignals | None] = {}
+
+
+def signals(p: Probe, st: Setting) -> AnswerSignals | None:
+    """What the service decides abstention from, for this answer (None: no answer)."""
+    c = st.choice()
+    key = (id(p), c)
+    if key not in _signals:
+        o, n = outcome(p, st), c.max_passages
+        _signals[key] = None if o.shown is None else answer_signals(o.shown, p.opinions[n - 1], p.dense[:n], p.off_topic)
+    return _signals[key]
+
+
+def abstains(p: Probe, st: Setting, off: float) -> bool:
+    s = signals(p, st)
+    return s is None or st.policy(off).abstains(s)
 
 
 def answerable_scores(probes: list[Probe], st: Setting, off: float) -> dict[str, float]:
@@ -174,7 +242,7 @@ def answerable_scores(probes: list[Probe], st: Setting, off: float) -> dict[str,
 
 
 def abstained_share(probes: list[Probe], st: Setting, off: float) -> float:
-    return sum(abstains(p, outcome(p, st), st.threshold, off) for p in probes) / len(probes)
+    return sum(abstains(p, st, off) for p in probes) / len(probes)
 
 
 def reading_objective(sets: dict[str, list[Probe]], st: Setting, off: float) -> float:
@@ -193,7 +261,7 @@ def abstention_objective(
         right += answerable_scores(ps, st, off)["answer_hit"] * len(ps)
         total += len(ps)
         for q in nulls.get(name, []):
-            right += abstains(q, outcome(q, st), st.threshold, off)
+            right += abstains(q, st, off)
             total += 1
     return right / total
 
@@ -221,21 +289,98 @@ def thresholds(sets: dict[str, list[Probe]], st: Setting) -> list[float]:
     return sorted({float("-inf"), 0.0} | {round(margins[int(i * (len(margins) - 1) / 40)], 2) for i in range(41)})
 
 
+def fit_abstention(sets: dict[str, list[Probe]], nulls: dict[str, list[Probe]], st: Setting) -> LearnedAbstention:
+    """Logistic regression of answerable (1) against unanswerable (0) on the answers'
+    signals, each (set, label) group weighted alike, so finews's 56 questions count as
+    much as trial's 1,002; the threshold is chosen afterwards."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    groups = [(ps, 1) for ps in sets.values()] + [(ps, 0) for ps in nulls.values()]
+    rows, labels, weights = [], [], []
+    for probes, label in groups:
+        vecs = [s.vector() for p in probes if (s := signals(p, st)) is not None]
+        rows += vecs
+        labels += [label] * len(vecs)
+        weights += [1.0 / max(1, len(vecs))] * len(vecs)
+    scaler = StandardScaler().fit(rows)
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(rows), labels, sample_weight=weights)
+    # back to the signals' own scale, so answering needs no scaler
+    coef = model.coef_[0] / scaler.scale_
+    intercept = float(model.intercept_[0] - (coef * scaler.mean_).sum())
+    return LearnedAbstention(tuple(float(c) for c in coef), intercept, 0.5)
+
+
+def probability_thresholds(sets: dict[str, list[Probe]], st: Setting) -> list[float]:
+    assert st.learned is not None
+    ps = sorted(st.learned.probability(s) for ps_ in sets.values() for p in ps_ if (s := signals(p, st)))
+    return sorted({0.0, 0.5} | {round(ps[int(i * (len(ps) - 1) / 40)], 4) for i in range(41)})
+
+
+ABSTENTION = ("margin", "learned")
+
+
 def tune(
-    sets: dict[str, list[Probe]], nulls: dict[str, list[Probe]], off: float
+    sets: dict[str, list[Probe]], nulls: dict[str, list[Probe]], off: float, abstention: str = "margin"
 ) -> Setting:
-    best = max(grid(), key=lambda st: reading_objective(sets, st, off))
-    ts = thresholds(sets, best)
-    t = max(ts, key=lambda t: abstention_objective(sets, nulls, Setting(**{**asdict(best), "threshold": t}), off))
-    return Setting(**{**asdict(best), "threshold": t})
+    """The reading setting best on the answerable questions, then its abstention: a margin
+    threshold, or a fitted model and its probability threshold."""
+    if abstention not in ABSTENTION:
+        raise ValueError(f"unknown abstention {abstention!r}; choose one of {', '.join(ABSTENTION)}")
+    best = with_early_exit(sets, best_reading(sets, off), off)
+    if abstention == "margin":
+        candidates = [replace(best, threshold=t) for t in thresholds(sets, best)]
+    else:
+        fitted = replace(best, learned=fit_abstention(sets, nulls, best))
+        candidates = [
+            replace(fitted, learned=replace(fitted.learned, threshold=t))  # type: ignore[type-var]
+            for t in probability_thresholds(sets, fitted)
+        ]
+    return max(candidates, key=lambda st: abstention_objective(sets, nulls, st, off))
+
+
+_best: dict[tuple[int, ...], Setting] = {}
+
+
+def best_reading(sets: dict[str, list[Probe]], off: float) -> Setting:
+    """The grid's best on these questions (memoized: both abstention modes start from it)."""
+    key = tuple(id(p) for ps in sets.values() for p in ps)
+    if key not in _best:
+        _best[key] = max(grid(), key=lambda st: reading_objective(sets, st, off))
+    return _best[key]
+
+
+EXITS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+EXIT_TOLERANCE = 0.005  # of the reading objective, (answer_hit + F1/100) / 2
+
+
+def with_early_exit(sets: dict[str, list[Probe]], st: Setting, off: float) -> Setting:
+    """The earliest exit (the lowest margin at which the top passage's answer stands)
+    costing at most EXIT_TOLERANCE of the reading objective on these questions."""
+    if st.max_passages < 2:
+        return st
+    floor = reading_objective(sets, st, off) - EXIT_TOLERANCE
+    for t in EXITS:
+        candidate = replace(st, early_exit=t)
+        if reading_objective(sets, candidate, off) >= floor:
+            return candidate
+    return st
+
+
+def mean_windows(probes: list[Probe], st: Setting) -> float:
+    return sum(windows_read(p, st.choice()) for p in probes) / max(1, len(probes))
 
 
 def report(name: str, probes: list[Probe], null: list[Probe], st: Setting, off: float) -> dict[str, float]:
     row = answerable_scores(probes, st, off)
-    unabstained = answerable_scores(probes, Setting(**{**asdict(st), "threshold": float("-inf")}), off)
+    unabstained = answerable_scores(probes, replace(st, threshold=float("-inf"), learned=None), off)
     row = {**{k: round(v, 4) for k, v in row.items()}, "answer_hit_no_abstention": round(unabstained["answer_hit"], 4)}
+    row["windows_read"] = round(mean_windows(probes, st), 2)
+    row["windows_read_without_early_exit"] = round(mean_windows(probes, replace(st, early_exit=None)), 2)
     if null:
         row["abstained_unanswerable"] = round(abstained_share(null, st, off), 4)
+        for kind in sorted({q.kind for q in null}):
+            row[f"abstained: {kind}"] = round(abstained_share([q for q in null if q.kind == kind], st, off), 4)
     print(f"  {name}: {row}")
     return row
 
@@ -246,8 +391,19 @@ def _fold(items: list[Probe], k: int, i: int, held: bool) -> list[Probe]:
     return [items[j] for n, j in enumerate(order) if (n % k == i) == held]
 
 
+def describe(st: Setting) -> dict[str, object]:
+    """A setting as JSON (asdict would turn the learned model into a dict of lists anyway)."""
+    d = {f: getattr(st, f) for f in ("max_passages", "rank_penalty", "window", "length_bonus",
+                                     "within_sentence", "clause_penalty", "heuristic_bonus", "early_exit")}
+    if st.learned is not None:
+        d["abstention"] = st.learned.to_json()
+    else:
+        d["threshold"] = st.threshold
+    return d
+
+
 def cross_validate(
-    sets: dict[str, list[Probe]], nulls: dict[str, list[Probe]], off: float, k: int
+    sets: dict[str, list[Probe]], nulls: dict[str, list[Probe]], off: float, k: int, abstention: str
 ) -> dict[str, object]:
     """k-fold over every set at once: settings chosen on k-1 folds of each set, scored on
     the held fold, scores pooled over the folds (each question scored exactly once)."""
@@ -255,38 +411,44 @@ def cross_validate(
     for i in range(k):
         train = {n: _fold(ps, k, i, False) for n, ps in sets.items()}
         train_null = {n: _fold(ps, k, i, False) for n, ps in nulls.items()}
-        st = tune(train, train_null, off)
-        settings.append(asdict(st))
+        st = tune(train, train_null, off, abstention)
+        settings.append(describe(st))
         for n in sets:
             for p in _fold(sets[n], k, i, True):
                 pooled[n]["answerable"].append((p, st))
             for p in _fold(nulls[n], k, i, True):
                 pooled[n]["null"].append((p, st))
-    print(f"{k}-fold cross-validation (settings chosen per fold: {settings}):")
+    print(f"{k}-fold cross-validation, {abstention} abstention (settings chosen per fold: {settings}):")
     scores = {}
     for n, parts in pooled.items():
-        hit = sum(_hit(p, st, off) for p, st in parts["answerable"]) / len(parts["answerable"])
-        f1 = sum(_f1(p, st, off) for p, st in parts["answerable"]) / len(parts["answerable"])
-        ab = sum(abstains(p, outcome(p, st), st.threshold, off) for p, st in parts["null"]) / len(parts["null"])
-        scores[n] = {"answer_hit": round(hit, 4), "span_f1": round(100 * f1, 2), "abstained_unanswerable": round(ab, 4)}
-        print(f"  {n}: {scores[n]}")
-    return {"folds": k, "settings": settings, "held_out_scores": scores}
+        answerable, null = parts["answerable"], parts["null"]
+        row = {
+            "answer_hit": round(sum(_hit(p, st, off) for p, st in answerable) / len(answerable), 4),
+            "span_f1": round(100 * sum(_f1(p, st, off) for p, st in answerable) / len(answerable), 2),
+            "false_abstentions": sum(abstains(p, st, off) for p, st in answerable),
+            "abstained_unanswerable": round(sum(abstains(p, st, off) for p, st in null) / len(null), 4),
+            "windows_read": round(sum(windows_read(p, st.choice()) for p, st in answerable) / len(answerable), 2),
+        }
+        for kind in sorted({p.kind for p, _ in null}):
+            of_kind = [(p, st) for p, st in null if p.kind == kind]
+            row[f"abstained: {kind}"] = round(sum(abstains(p, st, off) for p, st in of_kind) / len(of_kind), 4)
+        scores[n] = row
+        print(f"  {n}: {row}")
+    return {"folds": k, "abstention": abstention, "settings": settings, "held_out_scores": scores}
 
 
 def _hit(p: Probe, st: Setting, off: float) -> bool:
-    o = outcome(p, st)
-    return o.hit and not abstains(p, o, st.threshold, off)
+    return outcome(p, st).hit and not abstains(p, st, off)
 
 
 def _f1(p: Probe, st: Setting, off: float) -> float:
-    o = outcome(p, st)
-    return 0.0 if abstains(p, o, st.threshold, off) else o.f1
+    return 0.0 if abstains(p, st, off) else outcome(p, st).f1
 
 
 def load_probes(args: argparse.Namespace) -> tuple[dict[str, list[Probe]], dict[str, list[Probe]]]:
     """Every reading, cached per reader weights: reading is the slow part."""
     sha = hashlib.sha256((args.shipped / WEIGHTS).read_bytes()).hexdigest()[:12]
-    cache = Path(Settings().cache_dir) / "tune-reader" / f"probes2-{sha}-{args.cross}.pickle"
+    cache = Path(Settings().cache_dir) / "tune-reader" / f"probes3-{sha}-{args.cross}-{args.near}.pickle"
     if cache.exists():
         with cache.open("rb") as f:
             probes = pickle.load(f)  # noqa: S301 - our own cache file
@@ -294,13 +456,27 @@ def load_probes(args: argparse.Namespace) -> tuple[dict[str, list[Probe]], dict[
         trial_svc, trial_qs = service_for(args.trial, None)
         fin_svc, fin_qs = service_for(args.finews, args.finews_corpus)
         cross = random.Random(7).sample(trial_qs, args.cross)
-        probes = {
-            "trial": [collect(trial_svc, q.q, q.answers) for q in trial_qs],
-            "finews": [collect(fin_svc, q.q, q.answers) for q in fin_qs if q.answers],
-            "finews:null": [collect(fin_svc, q.q, ()) for q in fin_qs if not q.answers]
-            + [collect(fin_svc, q.q, ()) for q in cross],
-            "trial:null": [collect(trial_svc, q.q, ()) for q in fin_qs],
+        near = random.Random(5).sample(trial_qs, args.near)
+        fin_answerable = [q for q in fin_qs if q.answers]
+        wanted = {
+            "trial": [(trial_svc, q.q, q.answers, "answerable") for q in trial_qs],
+            "finews": [(fin_svc, q.q, q.answers, "answerable") for q in fin_answerable],
+            "finews:null": [(fin_svc, q.q, (), "null") for q in fin_qs if not q.answers]
+            + [(fin_svc, q.q, (), "other corpus") for q in cross]
+            + [(fin_svc, q.q, q.answers, "near miss") for q in fin_answerable],
+            "trial:null": [(trial_svc, q.q, (), "other corpus") for q in fin_qs]
+            + [(trial_svc, q.q, q.answers, "near miss") for q in near],
         }
+        total = sum(map(len, wanted.values()))
+        probes, done = {}, 0
+        for name, asks in wanted.items():
+            probes[name] = []
+            for ask in asks:
+                if (probe := collect(*ask)) is not None:
+                    probes[name].append(probe)
+                done += 1
+                if done % 100 == 0:
+                    print(f"read {done} of {total} questions", flush=True)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
         with tmp.open("wb") as f:
@@ -324,21 +500,37 @@ def drop_pending_note(text: str) -> str:
 
 
 def write_card_section(card: Path, final: Setting, folds: dict, scores: dict) -> None:
-    """Replace (or add) the model card's section on how answers are chosen and shown."""
-    held = folds["held_out_scores"]
+    """Replace (or add) the model card's section on how answers are chosen and shown.
+    ``folds``: the cross-validation of each abstention mode tried, by mode."""
+    if "held_out_scores" in folds:  # one mode's result
+        folds = {folds.get("abstention", "margin"): folds}
+    shipped = "learned" if final.learned is not None else "margin"
+    abstention = (
+        f"abstention by a logistic regression over {', '.join(SIGNALS)}: {final.learned.to_json()}"
+        if final.learned is not None
+        else f"null threshold {final.threshold}"
+    )
+    k = next(iter(folds.values()))["folds"]
+    rows = []
+    for mode, result in folds.items():
+        for n, r in result["held_out_scores"].items():
+            rows.append(f"| {mode}{' (shipped)' if mode == shipped else ''} | {n} | {r['answer_hit']} | "
+                        f"{r['span_f1']} | {r.get('false_abstentions', '')} | {r['abstained_unanswerable']} | "
+                        f"{r.get('abstained: near miss', '')} |")
     lines = [
         CARD_HEADING,
         "",
-        f"Shipped: {asdict(final.choice())}, null threshold {final.threshold}.",
-        f"Retrieval, then the reader, on the validation sets ({folds['folds']}-fold cross-validation:",
+        f"Shipped: {asdict(final.choice())}, {abstention}.",
+        f"Retrieval, then the reader, on the validation sets ({k}-fold cross-validation:",
         "settings chosen on the other folds, each question scored once; abstentions count as misses):",
         "",
-        "| set | answer_hit | span F1 | unanswerable abstained |",
-        "|---|---|---|---|",
-        *(f"| {n} | {r['answer_hit']} | {r['span_f1']} | {r['abstained_unanswerable']} |" for n, r in held.items()),
+        "| abstention | set | answer_hit | span F1 | false abstentions | unanswerable abstained | of them near misses |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
         "",
-        "Unanswerable: finews dev's null questions and 200 trial questions asked of finews (for",
-        "finews); finews dev questions asked of the trial corpus (for trial).",
+        "Unanswerable: finews dev's null questions, 200 trial questions asked of finews and every",
+        "finews question with its gold-holding passages taken out (near misses), for finews; finews",
+        "dev questions asked of the trial corpus and 300 trial near misses, for trial.",
         "",
     ]
     text = drop_pending_note(card.read_text(encoding="utf-8") if card.exists() else "")
@@ -359,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finews-corpus", type=Path, default=SHARED / "corpus-sample" / "finews")
     ap.add_argument("--shipped", type=Path, default=SHIPPED_DIR)
     ap.add_argument("--cross", type=int, default=200, help="trial questions asked of finews")
+    ap.add_argument("--near", type=int, default=300, help="trial questions read as near misses")
+    ap.add_argument("--abstention", choices=ABSTENTION, default="learned", help="what is shipped")
     ap.add_argument("--off-topic", type=float, default=2.0)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--write", action="store_true")
@@ -370,15 +564,21 @@ def main(argv: list[str] | None = None) -> int:
     print("before (3 passages, raw scores, clause window, no abstention):")
     for name in sets:
         report(name, sets[name], [], baseline, off)
-    folds = cross_validate(sets, nulls, off, args.folds)
-    final = tune(sets, nulls, off)
-    print(f"chosen on all (in-sample scores): {final}")
+    folds = {mode: cross_validate(sets, nulls, off, args.folds, mode) for mode in ABSTENTION}
+    finals = {mode: tune(sets, nulls, off, mode) for mode in ABSTENTION}
+    final = finals[args.abstention]
+    print(f"chosen on all (in-sample scores): {describe(final)}")
     scores = {name: report(name, sets[name], nulls[name], final, off) for name in sets}
     if args.write:
         path = args.shipped / MANIFEST
         m = json.loads(path.read_text(encoding="utf-8"))
         m["choice"] = asdict(final.choice())
-        m["null_threshold"] = max(final.threshold, -1000.0)  # JSON has no -inf
+        # the margin rule's threshold stays the fallback (and what a hand-set threshold replaces)
+        m["null_threshold"] = max(finals["margin"].threshold, -1000.0)  # JSON has no -inf
+        if final.learned is not None:
+            m["abstention"] = final.learned.to_json()
+        else:
+            m.pop("abstention", None)
         m["trained"]["answering_tuned"] = {
             "by": "scripts/tune_reader.py", "on": ["cmrc2018_trial", "finews_qa_dev"],
             "cross_validated": folds, "in_sample": scores,

@@ -4,30 +4,16 @@ weights it grew from, and tuning removes the card's "tune me next" note."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
+
+from script_helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CARD = REPO / "qa_bot" / "answer" / "data" / "MODEL_CARD.md"
 
 
-def _script(name: str) -> ModuleType:
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-
-
 def _card_of_a_continued_run(tmp_path: Path) -> Path:
-    train = _script("train_reader")
+    train = load_script("train_reader")
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "MODEL_CARD.md").write_text(
@@ -52,14 +38,14 @@ def test_a_continued_run_keeps_the_history_before_its_facts(tmp_path: Path) -> N
 
 
 def test_a_fresh_run_has_no_history(tmp_path: Path) -> None:
-    train = _script("train_reader")
+    train = load_script("train_reader")
     assert train.carried_history(None) == []
     assert train.carried_history(tmp_path) == []  # no card there
 
 
 def test_tuning_replaces_the_pending_note_and_keeps_the_history(tmp_path: Path) -> None:
     card = _card_of_a_continued_run(tmp_path)
-    tune = _script("tune_reader")
+    tune = load_script("tune_reader")
     assert tune.TUNE_PENDING in card.read_text(encoding="utf-8")
     setting = tune.Setting(3, 1.0, "sentence", 0.0, False, 0.5)
     held = {"trial": {"answer_hit": 0.7, "span_f1": 60.0, "abstained_unanswerable": 0.9}}

@@ -81,6 +81,32 @@ def test_reader_answers_the_headline_question(reader) -> None:  # type: ignore[n
     assert ex.text.endswith("30.67亿元") and len(ex.text) <= 120
 
 
+def test_the_early_exit_reads_the_top_passage_alone_when_it_is_sure(reader, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qa_bot.answer import ReaderChoice
+    from qa_bot.types import Chunk, ScoredChunk
+
+    other = "杭州市临平区占地面积138亩，总建筑面积46万平方米。"
+    hits = [
+        ScoredChunk(Chunk(f"c{i}", "p", i, "t", None, None, text, text, str(i)), 1.0)
+        for i, text in enumerate([SEED, other, other + "目前已签约19个项目。"])
+    ]
+    read: list[int] = []
+    window_logits = reader.window_logits
+    monkeypatch.setattr(reader, "window_logits", lambda q, ps: read.append(len(ps)) or window_logits(q, ps))
+    full = read_answer(reader, "算力小镇投资多少", hits, ReaderChoice(3))
+    assert read == [3]
+    read.clear()
+    sure = read_answer(reader, "算力小镇投资多少", hits, ReaderChoice(3, early_exit=-100.0))
+    assert read == [1] and sure is not None and sure.passage_index == 0
+    read.clear()
+    never = read_answer(reader, "算力小镇投资多少", hits, ReaderChoice(3, early_exit=1000.0))
+    assert read == [1, 2]  # the top passage first, then the others: none read twice
+    assert (never.text, never.highlight, never.passage_index) == (full.text, full.highlight, full.passage_index)
+    # int8 activations are quantized over each batch, so windows batched apart score a
+    # little apart (here 0.25 logits)
+    assert never.confidence == pytest.approx(full.confidence, abs=1.0)
+
+
 def test_reader_on_real_trial_questions(reader, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
     """The first 40 questions of the CMRC trial set (validation, never trained on), each
     given its paragraph: most spans must overlap a gold answer."""
@@ -340,35 +366,64 @@ def test_the_pruned_tokenizer_gives_the_base_tokens(reader) -> None:  # type: ig
     assert base.token_to_id("<unk>") in thai.ids
 
 
-def _reader_dir(tmp_path: Path, heuristic_bonus: float | None) -> Path:
-    """The shipped weights with another answering choice in reader.json."""
-    d = tmp_path / f"reader-{heuristic_bonus}"
+def _reader_dir(tmp_path: Path, heuristic_bonus: float | None, abstention: dict | None = None) -> Path:
+    """The shipped weights with another answering choice (and abstention) in reader.json."""
+    d = tmp_path / f"reader-{heuristic_bonus}-{len(list(tmp_path.glob('reader-*')))}"
     shutil.copytree(SHIPPED_DIR, d)
     m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
     m["choice"]["heuristic_bonus"] = heuristic_bonus
+    m.pop("abstention", None)
+    if abstention is not None:
+        m["abstention"] = abstention
     (d / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
     return d
 
 
-def test_the_service_puts_the_extractors_span_to_the_reader(tmp_path: Path, model_cache: Path) -> None:
+def _service(tmp_path: Path, model_cache: Path, reader_dir: Path, **settings: object):  # type: ignore[no-untyped-def]
+    """A service over the bundled corpus with the real reader (hash embeddings: fast)."""
     from qa_bot.config import Settings
     from qa_bot.embedding import HashEmbedder
     from qa_bot.service import QAService
 
     corpus = tmp_path / "corpus" / "_posts"
-    corpus.mkdir(parents=True)
-    for post in (REPO / "corpus" / "_posts").glob("*.md"):
-        shutil.copy(post, corpus / post.name)
+    if not corpus.exists():
+        corpus.mkdir(parents=True)
+        for post in (REPO / "corpus" / "_posts").glob("*.md"):
+            shutil.copy(post, corpus / post.name)
     emb = HashEmbedder(dim=256)
+    s = Settings(
+        QA_BOT_CORPUS_DIR=corpus.parent, QA_BOT_INDEX_DIR=tmp_path / f"idx-{reader_dir.name}",
+        QA_BOT_CACHE_DIR=model_cache, QA_BOT_READER="onnx-int8", QA_BOT_READER_DIR=reader_dir, **settings,
+    )
+    svc = QAService(s, embedder=emb, query_encoder=emb)
+    svc.update(full=True)
+    return svc
+
+
+def test_the_service_abstains_by_the_shipped_learned_abstention(tmp_path: Path, model_cache: Path) -> None:
+    from qa_bot.answer import SIGNALS
+
+    def on_agreement(weight: float) -> dict:
+        coef = [0.0] * len(SIGNALS)
+        coef[SIGNALS.index("agrees")] = weight
+        return {"signals": list(SIGNALS), "coef": coef, "intercept": -weight / 2, "threshold": 0.5}
+
+    # a bonus no span can beat: the reader answers with the extractor's span, so they agree
+    trusting = _service(tmp_path, model_cache, _reader_dir(tmp_path, 100.0, on_agreement(20.0)))
+    doubting = _service(tmp_path, model_cache, _reader_dir(tmp_path, 100.0, on_agreement(-20.0)))
+    assert trusting.ask("算力小镇投资多少").abstained is False
+    refused = doubting.ask("算力小镇投资多少")
+    assert refused.abstained is True and refused.answer is None and refused.sources
+    # a threshold set by hand is the margin rule's, the learned model aside
+    overridden = _service(tmp_path, model_cache, _reader_dir(tmp_path, 100.0, on_agreement(-20.0)),
+                          QA_BOT_READER_THRESHOLD=-1000.0)
+    assert overridden.ask("算力小镇投资多少").abstained is False
+
+
+def test_the_service_puts_the_extractors_span_to_the_reader(tmp_path: Path, model_cache: Path) -> None:
     shown = {}
     for bonus in (None, 100.0):
-        s = Settings(
-            QA_BOT_CORPUS_DIR=corpus.parent, QA_BOT_INDEX_DIR=tmp_path / f"idx-{bonus}",
-            QA_BOT_CACHE_DIR=model_cache, QA_BOT_READER="onnx-int8",
-            QA_BOT_READER_DIR=_reader_dir(tmp_path, bonus),
-        )
-        svc = QAService(s, embedder=emb, query_encoder=emb)
-        svc.update(full=True)
+        svc = _service(tmp_path, model_cache, _reader_dir(tmp_path, bonus))
         a = svc.ask("算力小镇投资多少")
         assert svc.reader is not None and a.answer is not None and a.highlight is not None
         shown[bonus] = a.answer[a.highlight[0] : a.highlight[1]]

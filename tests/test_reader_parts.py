@@ -21,8 +21,16 @@ from qa_bot.answer import (
     heuristic_proposal,
     shown_window,
 )
-from qa_bot.answer.confidence import ReaderPolicy
+from qa_bot.answer.compose import Extraction
+from qa_bot.answer.confidence import (
+    SIGNALS,
+    AnswerSignals,
+    LearnedAbstention,
+    ReaderPolicy,
+    answer_signals,
+)
 from qa_bot.answer.metrics import mixed_segmentation
+from qa_bot.answer.qtype import QType
 from qa_bot.answer.reader import (
     Reading,
     ReadSpan,
@@ -32,6 +40,7 @@ from qa_bot.answer.reader import (
     score_span,
     with_proposal,
 )
+from qa_bot.answer.reading import early_answer
 from qa_bot.answer.training import QAExample, load_squad, make_negatives, to_simplified
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, read_manifest
 
@@ -164,12 +173,52 @@ def test_answer_window_keeps_the_span_within_the_limit() -> None:
     assert (ws, we) == (10, 130)
 
 
+def _signals(margin: float, off_topic: bool = False, **kw: object) -> AnswerSignals:
+    base = {"dense": 0.8, "extractor_confidence": 0.5, "agrees": True, "passage_rank": 0}
+    return AnswerSignals(margin=margin, off_topic=off_topic, **{**base, **kw})  # type: ignore[arg-type]
+
+
 def test_reader_policy_needs_more_margin_off_topic() -> None:
     p = ReaderPolicy(threshold=1.0, off_topic=2.0)
-    assert not p.abstains(1.5, off_topic=False)
-    assert p.abstains(1.5, off_topic=True)
-    assert p.abstains(0.5, off_topic=False)
-    assert not p.abstains(3.5, off_topic=True)
+    assert not p.abstains(_signals(1.5))
+    assert p.abstains(_signals(1.5, off_topic=True))
+    assert p.abstains(_signals(0.5))
+    assert not p.abstains(_signals(3.5, off_topic=True))
+
+
+def test_learned_abstention_weighs_every_signal_and_round_trips() -> None:
+    # only the dense similarity counts: the margin rule would answer both
+    model = LearnedAbstention(coef=(0.0, 0.0, 10.0, 0.0, 0.0, 0.0), intercept=-8.0, threshold=0.5)
+    policy = ReaderPolicy(threshold=-100.0, learned=model)
+    assert policy.abstains(_signals(9.0, dense=0.7))
+    assert not policy.abstains(_signals(9.0, dense=0.9))
+    assert model.probability(_signals(0.0, dense=0.8)) == pytest.approx(0.5)
+    assert LearnedAbstention.from_json(json.loads(json.dumps(model.to_json()))) == model
+    # an outlying margin is clipped, not allowed to dominate
+    margin_only = LearnedAbstention((1.0, 0, 0, 0, 0, 0), 0.0, 0.5)
+    assert margin_only.probability(_signals(1e6)) == margin_only.probability(_signals(20.0))
+
+
+def test_learned_abstention_refuses_coefficients_of_other_signals() -> None:
+    raw = LearnedAbstention((1.0, 0, 0, 0, 0, 0), 0.0, 0.5).to_json()
+    with pytest.raises(ValueError, match="signals"):
+        LearnedAbstention.from_json({**raw, "signals": [*SIGNALS[:-1], "something_else"]})
+    with pytest.raises(ValueError, match="coefficients"):
+        LearnedAbstention((1.0, 2.0), 0.0, 0.5)
+
+
+def _ex(passage: int, start: int, end: int, confidence: float) -> Extraction:
+    return Extraction("x" * 40, (start - 10, end - 10), passage, QType.NUMBER, confidence, offset=10)
+
+
+def test_answer_signals_compare_the_readers_span_with_the_extractors() -> None:
+    reader = _ex(1, 20, 25, 4.5)
+    s = answer_signals(reader, _ex(1, 22, 30, 0.6), [0.81, None, 0.86], off_topic=False)
+    assert s == AnswerSignals(4.5, False, 0.86, 0.6, True, 1)
+    assert not answer_signals(reader, _ex(1, 25, 30, 0.6), [0.8], False).agrees  # touching, not overlapping
+    assert not answer_signals(reader, _ex(0, 20, 25, 0.6), [0.8], False).agrees  # another passage
+    none = answer_signals(reader, None, [None], True)
+    assert (none.extractor_confidence, none.agrees, none.dense, none.off_topic) == (0.0, False, 0.0, True)
 
 
 @pytest.mark.parametrize(
@@ -334,3 +383,12 @@ def test_heuristic_proposal_is_the_extractors_span_in_its_passage() -> None:
     assert heuristic_proposal(ex) == (2, 13, 17)
     assert heuristic_proposal(Extraction("整句", None, 0, QType.OTHER, 0.9, offset=0)) is None
     assert heuristic_proposal(None) is None
+
+
+def test_the_top_passage_stands_alone_only_past_the_early_exit_margin() -> None:
+    first = Reading((ReadSpan(0, 1, 3, 7.0),), (2.0,))  # margin 5
+    assert early_answer(first, ReaderChoice(3, early_exit=4.0)) == ReadSpan(0, 1, 3, 7.0)
+    assert early_answer(first, ReaderChoice(3, early_exit=6.0)) is None
+    assert early_answer(first, ReaderChoice(3)) is None  # no early exit set
+    assert early_answer(first, ReaderChoice(1, early_exit=0.0)) is None  # nothing more to read anyway
+    assert early_answer(Reading((None,), (0.0,)), ReaderChoice(3, early_exit=-50.0)) is None

@@ -11,7 +11,14 @@ load.
 """
 
 from .compose import Extraction, answer_window
-from .confidence import AbstainPolicy, ReaderPolicy
+from .confidence import (
+    SIGNALS,
+    AbstainPolicy,
+    AnswerSignals,
+    LearnedAbstention,
+    ReaderPolicy,
+    answer_signals,
+)
 from .heuristic import FEATURES, WEIGHTS, content_terms, extract_answer
 from .metrics import cmrc_em, cmrc_f1
 from .qtype import QType, classify_question
@@ -22,8 +29,10 @@ from .weights import ReaderLoadError, ensure_merged, load_shipped_reader
 
 __all__ = [
     "AbstainPolicy",
+    "AnswerSignals",
     "Extraction",
     "FEATURES",
+    "LearnedAbstention",
     "QType",
     "ReadSpan",
     "Reader",
@@ -31,8 +40,10 @@ __all__ = [
     "ReaderLoadError",
     "ReaderPolicy",
     "Reading",
+    "SIGNALS",
     "Span",
     "WEIGHTS",
+    "answer_signals",
     "answer_window",
     "choose_span",
     "classify_question",

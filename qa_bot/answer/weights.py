@@ -21,6 +21,7 @@ from pathlib import Path
 from qa_bot.cachedir import build_once
 from qa_bot.e5convert import file_sha256
 
+from .confidence import LearnedAbstention
 from .reader import ONNX_INT8, Reader
 from .reading import ReaderChoice
 from .vocab import prune_tokenizer
@@ -59,6 +60,8 @@ class ReaderManifest:
     trained: dict[str, object]  # hyperparameters, data, scores: the model card's facts
     # passage choice and answer window, tuned after training (scripts/tune_reader.py)
     choice: ReaderChoice = ReaderChoice()
+    # learned abstention over the answer's signals, fitted with the choice; None: the margin rule
+    abstention: LearnedAbstention | None = None
 
 
 def read_manifest(shipped: Path = SHIPPED_DIR) -> ReaderManifest:
@@ -74,6 +77,7 @@ def read_manifest(shipped: Path = SHIPPED_DIR) -> ReaderManifest:
             null_threshold=float(raw["null_threshold"]),
             trained=dict(raw.get("trained", {})),
             choice=ReaderChoice(**raw.get("choice", {})),
+            abstention=LearnedAbstention.from_json(raw["abstention"]) if raw.get("abstention") else None,
         )
     except FileNotFoundError as exc:
         raise ReaderLoadError(f"no reader weights shipped: {exc.filename} is missing") from None
