@@ -55,8 +55,15 @@ from qa_bot.answer import (  # noqa: E402
     heuristic_proposal,
 )
 from qa_bot.answer.confidence import SIGNALS, AnswerSignals  # noqa: E402
-from qa_bot.answer.reader import Reading, WindowLogits, decode, with_proposal  # noqa: E402
-from qa_bot.answer.reading import WINDOWS, choose_span, early_answer, shown_window  # noqa: E402
+from qa_bot.answer.reader import Reading, WindowLogits, decode  # noqa: E402
+from qa_bot.answer.reading import (  # noqa: E402
+    WINDOWS,
+    Proposal,
+    choose_span,
+    early_answer,
+    shown_window,
+    weigh_proposal,
+)
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, WEIGHTS  # noqa: E402
 from qa_bot.config import Settings  # noqa: E402
 from qa_bot.evaluate import MAX_ANSWER_CHARS, eval_dirs, load_questions, write_posts_corpus  # noqa: E402
@@ -77,7 +84,7 @@ class Probe:
     dense: tuple[float | None, ...]  # the passages' dense similarity to the question
     kind: str = "answerable"  # or: null, other corpus, near miss
 
-    def proposal(self, passages: int) -> tuple[int, int, int] | None:
+    def proposal(self, passages: int) -> Proposal | None:
         return heuristic_proposal(self.opinions[passages - 1])
 
 
@@ -97,17 +104,11 @@ def reading_of(p: Probe, c: ReaderChoice) -> Reading:
     r, n = _decoded[key], c.max_passages
     proposal = p.proposal(n) if c.heuristic_bonus is not None else None
     if c.early_exit is not None and n > 1 and len(p.texts) > 1:
-        own = proposal if proposal is not None and proposal[0] == 0 else None
-        first = _weighed(Reading(r.spans[:1], r.nulls[:1]), p, own, c)
+        own = proposal if proposal is not None and proposal.passage == 0 else None
+        first = weigh_proposal(Reading(r.spans[:1], r.nulls[:1]), p.windows, own, c)
         if early_answer(first, c) is not None:
             return first
-    return _weighed(Reading(r.spans[:n], r.nulls[:n]), p, proposal, c)
-
-
-def _weighed(r: Reading, p: Probe, proposal: tuple[int, int, int] | None, c: ReaderChoice) -> Reading:
-    if proposal is None or c.heuristic_bonus is None:
-        return r
-    return with_proposal(r, p.windows, proposal, c.heuristic_bonus)
+    return weigh_proposal(Reading(r.spans[:n], r.nulls[:n]), p.windows, proposal, c)
 
 
 def windows_read(p: Probe, c: ReaderChoice) -> int:
@@ -126,6 +127,7 @@ class Setting:
     clause_penalty: float = 0.0
     heuristic_bonus: float | None = None
     early_exit: float | None = None
+    heuristic_slope: float = 0.0
     threshold: float = float("-inf")  # of the margin rule
     learned: LearnedAbstention | None = None  # replaces the margin rule when set
 
@@ -142,6 +144,7 @@ class Setting:
             self.clause_penalty,
             self.heuristic_bonus,
             self.early_exit,
+            self.heuristic_slope,
         )
 
 
@@ -327,7 +330,7 @@ def tune(
     threshold, or a fitted model and its probability threshold."""
     if abstention not in ABSTENTION:
         raise ValueError(f"unknown abstention {abstention!r}; choose one of {', '.join(ABSTENTION)}")
-    best = with_early_exit(sets, best_reading(sets, off), off)
+    best = with_early_exit(sets, with_slope(sets, best_reading(sets, off), off), off)
     if abstention == "margin":
         candidates = [replace(best, threshold=t) for t in thresholds(sets, best)]
     else:
@@ -348,6 +351,19 @@ def best_reading(sets: dict[str, list[Probe]], off: float) -> Setting:
     if key not in _best:
         _best[key] = max(grid(), key=lambda st: reading_objective(sets, st, off))
     return _best[key]
+
+
+BONUS_LINES = tuple(itertools.product((1.0, 2.0, 3.0, 4.0), (0.0, 2.0, 4.0, 6.0, 8.0)))
+
+
+def with_slope(sets: dict[str, list[Probe]], st: Setting, off: float) -> Setting:
+    """The extractor's bonus as a line in its confidence (bonus + slope × confidence),
+    searched around the grid's best reading: a sure extractor may deserve more than a
+    constant bonus (the headline's 30.67亿元, confidence 0.6, needs 6.4 logits)."""
+    if st.heuristic_bonus is None:
+        return st
+    lines = [replace(st, heuristic_bonus=b, heuristic_slope=k) for b, k in BONUS_LINES]
+    return max([st, *lines], key=lambda c: reading_objective(sets, c, off))
 
 
 EXITS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
@@ -394,7 +410,8 @@ def _fold(items: list[Probe], k: int, i: int, held: bool) -> list[Probe]:
 def describe(st: Setting) -> dict[str, object]:
     """A setting as JSON (asdict would turn the learned model into a dict of lists anyway)."""
     d = {f: getattr(st, f) for f in ("max_passages", "rank_penalty", "window", "length_bonus",
-                                     "within_sentence", "clause_penalty", "heuristic_bonus", "early_exit")}
+                                     "within_sentence", "clause_penalty", "heuristic_bonus", "early_exit",
+                                     "heuristic_slope")}
     if st.learned is not None:
         d["abstention"] = st.learned.to_json()
     else:

@@ -40,7 +40,7 @@ from qa_bot.answer.reader import (
     score_span,
     with_proposal,
 )
-from qa_bot.answer.reading import early_answer
+from qa_bot.answer.reading import Proposal, early_answer, weigh_proposal
 from qa_bot.answer.training import QAExample, load_squad, make_negatives, to_simplified
 from qa_bot.answer.weights import MANIFEST, SHIPPED_DIR, read_manifest
 
@@ -376,11 +376,24 @@ def test_a_proposal_wins_only_when_its_score_plus_the_bonus_beats_the_best_span(
     assert with_proposal(reading, [w], (5, 3, 7), 6.0) == reading  # a passage not read
 
 
+def test_a_sure_extractor_earns_more_bonus_with_a_slope() -> None:
+    text = "投资约30亿元，其中占比100%"
+    w = _window(0, [0.0, 0, 1, 0, 0, 4], [0.0, 0, 2, 0, 0, 4])
+    reading = decode([w], [text], max_tokens=10)  # the model: 100% at 8, 30亿元 at 3
+    flat = ReaderChoice(heuristic_bonus=4.0)
+    sloped = ReaderChoice(heuristic_bonus=4.0, heuristic_slope=4.0)
+    sure, unsure = Proposal(0, 3, 7, 0.5), Proposal(0, 3, 7, 0.1)
+    assert weigh_proposal(reading, [w], sure, flat) == reading  # 3 + 4 < 8
+    assert weigh_proposal(reading, [w], sure, sloped).spans[0] == ReadSpan(0, 3, 7, 9.0)  # 3 + 4 + 2
+    assert weigh_proposal(reading, [w], unsure, sloped) == reading  # 3 + 4 + 0.4 < 8
+    assert weigh_proposal(reading, [w], sure, ReaderChoice(heuristic_slope=9.0)) == reading  # not asked
+
+
 def test_heuristic_proposal_is_the_extractors_span_in_its_passage() -> None:
     from qa_bot.answer import Extraction, QType
 
     ex = Extraction("投资约30亿元", (3, 7), 2, QType.NUMBER, 0.9, offset=10)
-    assert heuristic_proposal(ex) == (2, 13, 17)
+    assert heuristic_proposal(ex) == (2, 13, 17, ex.confidence)
     assert heuristic_proposal(Extraction("整句", None, 0, QType.OTHER, 0.9, offset=0)) is None
     assert heuristic_proposal(None) is None
 

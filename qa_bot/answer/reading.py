@@ -18,7 +18,8 @@ These choices sit between the model's output and the answer shown, each measured
 - a second opinion: the heuristic extractor's typed span, scored by the model, with a
   bonus in logits (``heuristic_bonus``; None: the extractor is not asked). The two err on
   different questions: the reader is drawn to spans next to a word of the question
-  ("投资占比100%" for 投资多少), the extractor knows which kind of span is wanted;
+  ("投资占比100%" for 投资多少), the extractor knows which kind of span is wanted; the
+  bonus may grow with the extractor's confidence (``heuristic_slope``);
 - an early exit: the top passage is read first, and when its answer's margin over its
   null score reaches ``early_exit`` the others are not read at all. Reading is nearly all
   of an answer's time and grows with the passages read, while the top passage answers
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from qa_bot.types import ScoredChunk
 
@@ -40,6 +41,7 @@ from .text import sentence_bounds
 
 __all__ = [
     "WINDOWS",
+    "Proposal",
     "ReaderChoice",
     "choose_span",
     "early_answer",
@@ -47,6 +49,7 @@ __all__ = [
     "read_answer",
     "reading_of",
     "shown_window",
+    "weigh_proposal",
 ]
 
 Window = Literal["clause", "sentence"]
@@ -64,6 +67,7 @@ class ReaderChoice:
     clause_penalty: float = 0.0  # taken from a span's choice per clause break it crosses
     heuristic_bonus: float | None = None  # added to the extractor's span, scored by the model
     early_exit: float | None = None  # margin at which the top passage's answer stands alone
+    heuristic_slope: float = 0.0  # more bonus per unit of the extractor's confidence (0..1)
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -88,10 +92,31 @@ def shown_window(text: str, start: int, end: int, window: Window, max_chars: int
     return answer_window(text, start, end, max_chars)
 
 
-def heuristic_proposal(extraction: Extraction | None) -> tuple[int, int, int] | None:
-    """The extractor's highlighted span as a proposal for the reader: (passage, start, end)."""
+class Proposal(NamedTuple):
+    """Another answerer's span put to the reader: where it is, and how sure that answerer is."""
+
+    passage: int
+    start: int
+    end: int
+    confidence: float
+
+
+def heuristic_proposal(extraction: Extraction | None) -> Proposal | None:
+    """The extractor's highlighted span as a proposal for the reader."""
     span = extraction.span_in_passage() if extraction is not None else None
-    return None if span is None else (extraction.passage_index, *span)  # type: ignore[union-attr]
+    if extraction is None or span is None:
+        return None
+    return Proposal(extraction.passage_index, span[0], span[1], extraction.confidence)
+
+
+def weigh_proposal(
+    reading: Reading, windows: Sequence[WindowLogits], proposal: Proposal | None, choice: ReaderChoice
+) -> Reading:
+    """``reading`` with ``proposal`` scored by the model plus the choice's bonus for it."""
+    if proposal is None or choice.heuristic_bonus is None:
+        return reading
+    bonus = choice.heuristic_bonus + choice.heuristic_slope * proposal.confidence
+    return with_proposal(reading, windows, (proposal.passage, proposal.start, proposal.end), bonus)
 
 
 def reading_of(
@@ -99,16 +124,14 @@ def reading_of(
     texts: Sequence[str],
     choice: ReaderChoice,
     max_answer_tokens: int,
-    proposal: tuple[int, int, int] | None = None,
+    proposal: Proposal | None = None,
 ) -> Reading:
     """The choice's decoding of ``windows`` over ``texts``, with ``proposal`` (another
     answerer's span) weighed when the choice gives it a bonus."""
     reading = decode(
         windows, texts, max_answer_tokens, choice.length_bonus, choice.within_sentence, choice.clause_penalty
     )
-    if proposal is not None and choice.heuristic_bonus is not None:
-        reading = with_proposal(reading, windows, proposal, choice.heuristic_bonus)
-    return reading
+    return weigh_proposal(reading, windows, proposal, choice)
 
 
 def early_answer(first: Reading, choice: ReaderChoice) -> ReadSpan | None:
@@ -121,14 +144,14 @@ def early_answer(first: Reading, choice: ReaderChoice) -> ReadSpan | None:
 
 
 def _read(
-    reader: Reader, question: str, texts: list[str], choice: ReaderChoice, proposal: tuple[int, int, int] | None
+    reader: Reader, question: str, texts: list[str], choice: ReaderChoice, proposal: Proposal | None
 ) -> tuple[Reading, ReadSpan | None]:
     """The reading the answer comes from and its chosen span: of the top passage alone
     when it stands (early exit), else of all of them."""
     first_windows: list[WindowLogits] = []
     if choice.early_exit is not None and len(texts) > 1:
         first_windows = reader.window_logits(question, texts[:1])
-        own = proposal if proposal is not None and proposal[0] == 0 else None
+        own = proposal if proposal is not None and proposal.passage == 0 else None
         first = reading_of(first_windows, texts[:1], choice, reader.max_answer_tokens, own)
         if (span := early_answer(first, choice)) is not None:
             return first, span
@@ -147,7 +170,7 @@ def read_answer(
     choice: ReaderChoice | None = None,
     *,
     max_chars: int = 120,
-    proposal: tuple[int, int, int] | None = None,
+    proposal: Proposal | None = None,
 ) -> Extraction | None:
     """The chosen span over the top passages, shown inside its clause or sentence.
 
