@@ -546,7 +546,7 @@ def measure_store(
 
     log(f"{label}: warm queries + peak RSS (child process)")
     res.update(serving_figures(label, settings, qfile, args.cold_runs))
-    if settings.store == "local" and not args.skip_reader:
+    if settings.store == "local" and not args.skip_reader_serving:
         log(f"{label}: the same with the reader (onnx-int8)")
         res["with_reader"] = {"backend": "onnx-int8", **serving_figures(label, settings, qfile, args.cold_runs, "onnx-int8")}
     return res
@@ -770,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         help="stores measured side by side (local always; milvus: Milvus Lite in the index folder)",
     )
     ap.add_argument("--skip-reader", action="store_true", help="skip the reader backend comparison")
+    ap.add_argument("--skip-reader-serving", action="store_true",
+                    help="skip the serving figures with the reader (warm ask, cold start, peak RSS)")
     ap.add_argument("--reader-questions", type=int, default=100)
     ap.add_argument("--reader-rounds", type=int, default=3)
     args = ap.parse_args(argv)
