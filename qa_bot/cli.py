@@ -502,6 +502,9 @@ def telegram(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
         service = QAService(s.model_copy(update={"top_k": max(s.top_k, 8)}))
         try:
             _ensure_index(service)
+            # load the reader (merged onto the base on first use ever) before taking
+            # questions, so the first one is not the one that waits
+            _ = service.reader
             run_bot(s, service)
         except BotConfigError as e:
             raise UserError(str(e)) from None

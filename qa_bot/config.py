@@ -32,15 +32,16 @@ class Settings(BaseSettings):
     embedding_model: str = Field(DEFAULT_MODEL, validation_alias="QA_BOT_EMBEDDING_MODEL")
     top_k: int = Field(3, ge=1, le=50, validation_alias="QA_BOT_TOP_K")
     user_dict: Path | None = Field(None, validation_alias="QA_BOT_USER_DICT")
-    # off: the heuristic extractor (the default: it measures better than the reader shipped
-    # today, README "Answer quality"); or the trained reader on a backend (onnx-int8: ONNX
-    # Runtime, the fastest measured; torch-int8; torch-float32)
+    # the trained reader on a backend (onnx-int8, the default: ONNX Runtime, the fastest
+    # measured; torch-int8; torch-float32), or off: the heuristic extractor, which also
+    # answers whenever the reader's weights do not load (README "Answer quality")
     reader: Literal["off", "onnx-int8", "torch-int8", "torch-float32"] = Field(
-        "off", validation_alias="QA_BOT_READER"
+        "onnx-int8", validation_alias="QA_BOT_READER"
     )
     # a folder with reader.safetensors + reader.json to use instead of the shipped weights
     reader_dir: Path | None = Field(None, validation_alias="QA_BOT_READER_DIR")
-    # overrides the shipped reader's abstention threshold (its margin, best span − null)
+    # abstain by the margin rule (best span − null score below this) instead of the shipped
+    # reader's learned abstention
     reader_threshold: float | None = Field(None, validation_alias="QA_BOT_READER_THRESHOLD")
     log_level: str = Field("INFO", validation_alias="QA_BOT_LOG_LEVEL")
     # where the index lives: local (generations of FAISS + SQLite + BM25 files in

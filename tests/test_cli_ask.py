@@ -52,6 +52,18 @@ def test_ask_json_protocol(env: dict[str, str]) -> None:
     assert data["timing_ms"]["total"] > 0
 
 
+def test_the_shipped_reader_answers_the_headline_question(env: dict[str, str]) -> None:
+    """The reader with its shipped answering settings (reader.json), through the real
+    pipeline and model: issue 10's headline check."""
+    code, out, err = run_cli(["ask", "--json", "算力小镇投资多少"], {**env, "QA_BOT_READER": "onnx-int8"}, timeout=600)
+    assert code == 0, err
+    assert "reader loaded: onnx-int8" in err
+    data = json.loads(out)
+    s, e = data["highlight"]
+    assert "30.67亿元" in data["answer"][s:e] and len(data["answer"]) <= 120
+    assert data["sources"][0]["path"] == "_posts/2021-12-28-NW202112282228830298.md"
+
+
 def test_ask_json_many_questions_on_stdin(env: dict[str, str]) -> None:
     qs = ["算力小镇投资多少", "算力小镇占地多少亩", "比特币现在多少钱一个"]
     code, out, err = run_cli(["ask", "--json"], env, input="\n".join(qs) + "\n\n")

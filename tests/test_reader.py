@@ -65,7 +65,8 @@ def _span(reader, question: str, passages: list[str]) -> str | None:  # type: ig
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped reader (trial F1 68, all 12 layers) still prefers 占比100% to 30.67亿元; issue 10",
+    reason="the model alone (default ReaderChoice: no second opinion) still prefers 占比100% to 30.67亿元;"
+    " with the shipped settings the extractor's span wins (test_cli_ask); issue 10",
 )
 def test_reader_answers_the_headline_question(reader) -> None:  # type: ignore[no-untyped-def]
     from qa_bot.types import Chunk, ScoredChunk

@@ -26,6 +26,8 @@ from .reader import ONNX_INT8, Reader
 from .reading import ReaderChoice
 from .vocab import prune_tokenizer
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "SHIPPED_DIR",
     "ReaderLoadError",
@@ -250,6 +252,8 @@ def ensure_merged(cache_dir: Path, base_dir: Path, shipped: Path = SHIPPED_DIR) 
             return False
 
     def build(tmp: Path) -> None:
+        # the first use ever: say so, it takes about a minute
+        log.info("merging the reader's weights onto the base model (once)…")
         _merge_into(base_dir, weights, tmp)
         (tmp / MARKER).write_text(json.dumps(marker), encoding="utf-8")  # last: complete
 
