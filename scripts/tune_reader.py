@@ -186,7 +186,8 @@ def collect(svc: QAService, question: str, golds: tuple[str, ...], kind: str = "
     hits = hits[:READ]
     texts = tuple(h.chunk.text for h in hits)
     windows = svc.reader.window_logits(question, texts)  # type: ignore[union-attr]
-    opinions = tuple(extract_answer(question, hits[:n], tokenizer=svc.tokenizer) for n in range(1, READ + 1))
+    tokenizer = svc.tokenizer  # one index generation for the three
+    opinions = tuple(extract_answer(question, hits[:n], tokenizer=tokenizer) for n in range(1, READ + 1))
     return Probe(golds, off_topic, texts, tuple(windows), opinions, tuple(h.dense for h in hits), kind)
 
 

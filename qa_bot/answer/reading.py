@@ -148,7 +148,6 @@ def _read(
 ) -> tuple[Reading, ReadSpan | None]:
     """The reading the answer comes from and its chosen span: of the top passage alone
     when it stands (early exit), else of all of them."""
-    first_windows: list[WindowLogits] = []
     if choice.early_exit is not None and len(texts) > 1:
         first_windows = reader.window_logits(question, texts[:1])
         own = proposal if proposal is not None and proposal.passage == 0 else None
