@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .terminal import render_answer
+from .terminal import AnswerInterrupts, render_answer
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -316,26 +316,33 @@ def chat(corpus: CorpusOpt = None, index: IndexOpt = None) -> None:
         service = QAService(s)
         _ensure_index(service)
         read = _line_reader(s)
-        out.print("[dim]新闻问答 — 输入问题，Ctrl-D 退出[/]")
-        while True:
-            try:
-                q = read()
-            except EOFError:
-                out.print()
-                return
-            except KeyboardInterrupt:
-                continue
-            except _BadLine as e:
-                err.print(f"[yellow]skipped a line:[/] {escape(str(e))}")
-                continue
-            if not q.strip():
-                continue
-            try:
-                render_answer(service.ask(q, conversation="terminal"), out)
-            except KeyboardInterrupt:  # Ctrl-C cancels this answer, not the session
-                err.print("[dim]（已取消）[/]")
+        with AnswerInterrupts() as interrupts:
+            out.print("[dim]新闻问答 — 输入问题，Ctrl-D 退出[/]")
+            while (q := _next_question(read)) is not None:
+                try:
+                    with interrupts.answering():
+                        render_answer(service.ask(q, conversation="terminal"), out)
+                except KeyboardInterrupt:  # Ctrl-C cancels this answer, not the session
+                    err.print("[dim]（已取消）[/]")
+            out.print()
 
     _run(go)
+
+
+def _next_question(read) -> str | None:  # type: ignore[no-untyped-def]
+    """The next non-blank line, or None at the end of input (Ctrl-D)."""
+    while True:
+        try:
+            q = read()
+        except EOFError:
+            return None
+        except KeyboardInterrupt:  # prompt_toolkit's Ctrl-C key: a fresh prompt
+            continue
+        except _BadLine as e:
+            err.print(f"[yellow]skipped a line:[/] {escape(str(e))}")
+            continue
+        if q.strip():
+            return q
 
 
 class _BadLine(Exception):

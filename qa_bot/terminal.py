@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -10,7 +13,7 @@ from rich.text import Text
 
 from .types import Answer, Source
 
-__all__ = ["group_sources", "render_answer"]
+__all__ = ["AnswerInterrupts", "group_sources", "render_answer"]
 
 ABSTAINED = "新闻库中没有找到能回答这个问题的内容。"
 QUOTE_CHARS = 160
@@ -67,3 +70,42 @@ def render_answer(answer: Answer, console: Console, *, max_sources: int = 3) -> 
             console.print(f"   [link={g.first.url}]{escape(g.first.url)}[/link]")
         for passage in g.passages:
             console.print(f"   [dim]{escape(_one_line(passage))}[/]")
+
+
+class AnswerInterrupts:
+    """Ctrl-C (SIGINT) cancels the answer being computed and nothing else.
+
+    The default handler raises KeyboardInterrupt wherever the signal lands, including the
+    few instructions between the prompt and the answer, which ends the session (seen in CI
+    with a signal every 0.1 s). This handler raises only inside ``answering()``, so the
+    ``except`` around that block is the one place a Ctrl-C is met. Elsewhere the signal is
+    dropped: at a plain prompt the terminal has already discarded the typed line, and
+    prompt_toolkit reads Ctrl-C as a key, not a signal."""
+
+    def __init__(self) -> None:
+        self._answering = False
+        self._previous: object = None
+
+    def __enter__(self) -> AnswerInterrupts:
+        previous = signal.getsignal(signal.SIGINT)
+        # a shell that started us in the background ignores SIGINT for us: keep it so
+        if previous is not signal.SIG_IGN:
+            self._previous = previous
+            signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        if self._answering:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        try:  # set inside the try: a signal right after it still finds the flag reset
+            self._answering = True
+            yield
+        finally:
+            self._answering = False
