@@ -33,6 +33,7 @@ from .generations import (
     MANIFEST_NAME,
     META_NAME,
     VECTORS_NAME,
+    VERIFIED_FILES_NAME,
     published_generation,
 )
 from .local import LocalReader, LocalStore, SearchArtifacts, update_index
@@ -118,6 +119,7 @@ def open_store(settings: Settings) -> Store:
             settings.index_dir,
             artifacts=SearchArtifacts(settings.user_dict),
             max_delta_fraction=settings.max_delta_fraction,
+            verified_files=settings.cache_dir / VERIFIED_FILES_NAME,
         )
     if settings.store == "milvus":
         try:

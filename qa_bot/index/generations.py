@@ -45,6 +45,7 @@ import re
 import secrets
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ LOCK_NAME = ".lock"
 CACHE_NAME = "vector_cache.sqlite"
 META_NAME = "meta.sqlite"
 VECTORS_NAME = "vectors.faiss"
+# in the cache folder, not the index: a reader may not write the index folder
+VERIFIED_FILES_NAME = "verified-files.json"
 DELTA_DIR = "delta"
 DELTA_META_NAME = f"{DELTA_DIR}/meta.sqlite"
 DELTA_VECTORS_NAME = f"{DELTA_DIR}/vectors.npy"
@@ -273,15 +276,36 @@ def published_generation(index_dir: str | os.PathLike[str]) -> str | None:
 
 
 class VerifiedFiles:
-    """The files whose sha256 this process has checked, by inode, size and mtime.
+    """The files whose sha256 has been checked, by inode, size and mtime.
 
     A layered generation hard-links its base's files, so a long-running process (the
     bot, ``qa-bot watch``) hashes a 1 GB base once instead of on every update and
     reload; any write to a file changes its mtime, so a damaged file is still caught.
+
+    With ``path`` (a file in the cache folder) the checks outlive the process, as git's
+    index does for its stat data: hashing a 100k-chunk index took 1 s of a one-shot
+    ``qa-bot ask``'s 4 s cold start, on every run. A file is remembered there only once
+    its mtime is ``RACY_S`` old, so a write within the clock's granularity of the check
+    cannot hide behind an unchanged mtime. ``qa-bot index verify`` always hashes.
     """
 
-    def __init__(self) -> None:
+    RACY_S = 2.0
+    MAX_REMEMBERED = 4096
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
         self._seen: set[tuple[int, int, int, int, str]] = set()
+        self._by_file: dict[str, list[Any]] = self._read(path) if path is not None else {}
+        self._seen.update(tuple(v) for v in self._by_file.values())  # type: ignore[misc]
+        self._dirty = False
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, list[Any]]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return {str(k): list(v) for k, v in data["files"].items() if len(v) == 5}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}  # missing or damaged: hash again, which rewrites it
 
     @staticmethod
     def _key(st: os.stat_result, sha256: str) -> tuple[int, int, int, int, str]:
@@ -290,8 +314,28 @@ class VerifiedFiles:
     def known(self, st: os.stat_result, sha256: str) -> bool:
         return self._key(st, sha256) in self._seen
 
-    def add(self, st: os.stat_result, sha256: str) -> None:
-        self._seen.add(self._key(st, sha256))
+    def add(self, st: os.stat_result, sha256: str, file: Path | None = None) -> None:
+        key = self._key(st, sha256)
+        self._seen.add(key)
+        if self.path is not None and file is not None and time.time_ns() - st.st_mtime_ns > self.RACY_S * 1e9:
+            self._by_file[str(file.resolve())] = list(key)
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write the remembered checks (best effort: a read-only cache only costs time)."""
+        if self.path is None or not self._dirty:
+            return
+        kept = dict(list(self._by_file.items())[-self.MAX_REMEMBERED :])
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"files": kept}), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._dirty = False
+        except OSError as e:
+            log.debug("could not remember verified files in %s: %s", self.path, e)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def check_files(
@@ -335,7 +379,7 @@ def check_files(
             if digest != ent.sha256:
                 yield p, "checksum mismatch (file altered)"
             elif memo is not None:
-                memo.add(st, digest)
+                memo.add(st, digest, p)
 
 
 def sha256_file(path: Path) -> str:

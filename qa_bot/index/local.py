@@ -227,12 +227,15 @@ class LocalStore:
         artifacts: Artifacts | None = None,
         approx_threshold: int = APPROX_THRESHOLD,
         max_delta_fraction: float = DEFAULT_MAX_FRACTION,
+        verified_files: Path | None = None,
     ) -> None:
+        """``verified_files``: where checksums checked by one process are remembered for
+        the next (``VerifiedFiles``); None hashes every file once per process."""
         self.index_dir = Path(index_dir)
         self.artifacts = artifacts
         self.approx_threshold = approx_threshold
         self.max_delta_fraction = max_delta_fraction
-        self._verified = VerifiedFiles()
+        self._verified = VerifiedFiles(verified_files)
         self._faiss = LastLoaded(read_faiss)
         self._lock: FileLock | None = None
         # what current_state() read, reused by apply() under the same lock: checking
@@ -250,6 +253,7 @@ class LocalStore:
         self, *, model: str | None = None, dim: int | None = None, layout_version: str | None = None
     ) -> LocalReader:
         snapshot = open_index(self.index_dir, model=model, dim=dim, memo=self._verified, load_faiss=self._faiss)
+        self._verified.save()
         try:
             if layout_version is not None and snapshot.manifest.chunker_version != layout_version:
                 raise IndexOutdated(self.index_dir)
