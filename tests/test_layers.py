@@ -14,7 +14,7 @@ from test_index import Corpus
 
 from qa_bot.embedding import HashEmbedder
 from qa_bot.index import IndexCorrupt, LocalStore, SearchArtifacts, update_store, verify_index
-from qa_bot.index import generations as generations_mod
+from qa_bot.index import checksums as checksums_mod
 from qa_bot.index.generations import gen_dir, read_manifest
 
 
@@ -145,8 +145,8 @@ def test_a_long_running_store_hashes_the_base_once(pair, monkeypatch: pytest.Mon
     layered, _, corpus, emb = pair
     layered.open_reader().close()  # verifies (hashes) every file of the base
     hashed: list[Path] = []
-    real = generations_mod.sha256_file
-    monkeypatch.setattr(generations_mod, "sha256_file", lambda p: (hashed.append(Path(p)), real(p))[1])
+    real = checksums_mod.sha256_file
+    monkeypatch.setattr(checksums_mod, "sha256_file", lambda p: (hashed.append(Path(p)), real(p))[1])
     _edit(corpus)
     update_store(layered, *corpus.build(), emb)
     with layered.open_reader() as r:

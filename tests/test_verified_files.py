@@ -14,7 +14,7 @@ from test_index import Corpus
 
 from qa_bot.embedding import HashEmbedder
 from qa_bot.index import IndexCorrupt, LocalStore, SearchArtifacts, update_store
-from qa_bot.index import generations as generations_mod
+from qa_bot.index import checksums as checksums_mod
 from qa_bot.index.generations import gen_dir, read_manifest
 
 
@@ -42,8 +42,8 @@ def _open(idx: Path, memo: Path) -> None:
 @pytest.fixture()
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
-    real = generations_mod.sha256_file
-    monkeypatch.setattr(generations_mod, "sha256_file", lambda p: (calls.append(Path(p)), real(p))[1])
+    real = checksums_mod.sha256_file
+    monkeypatch.setattr(checksums_mod, "sha256_file", lambda p: (calls.append(Path(p)), real(p))[1])
     return calls
 
 

@@ -2,7 +2,8 @@
 (``store``), the update every store shares (``changes``, ``vectors``), and the local
 store (``local``: generations of FAISS + SQLite + BM25 files in one folder).
 
-Files of the local store: ``generations`` (layout, manifest, clean-up), ``snapshot``
+Files of the local store: ``generations`` (layout, manifest, clean-up), ``checksums``
+(which files differ from the manifest, remembered checks), ``snapshot``
 (reading one generation), ``faiss_index`` (exact or IVF search, patch or rebuild),
 ``update`` and ``publish`` (applying a change set), ``verify`` (checks and stats).
 """

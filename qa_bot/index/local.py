@@ -38,6 +38,7 @@ from ..sentences import (
 )
 from ..types import Article, Chunk
 from .changes import update_store
+from .checksums import VerifiedFiles
 from .delta import DEFAULT_MAX_FRACTION
 from .errors import IndexBusy, IndexCorrupt, IndexOutdated, IndexProblem
 from .faiss_index import APPROX_THRESHOLD, read_faiss
@@ -45,7 +46,6 @@ from .generations import (
     CACHE_NAME,
     DELTA_DIR,
     LOCK_NAME,
-    VerifiedFiles,
     published_generation,
     read_manifest,
 )

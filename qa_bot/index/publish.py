@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..types import Article, Chunk
+from .checksums import sha256_file
 from .generations import (
     FORMAT_VERSION,
     GEN_PREFIX,
@@ -31,7 +32,6 @@ from .generations import (
     fsync_tree,
     gc,
     new_generation_id,
-    sha256_file,
     write_manifest,
 )
 

@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from ..types import Chunk
+from .checksums import VerifiedFiles, check_files
 from .errors import IndexCorrupt, ModelMismatch
 from .faiss_index import read_faiss
 from .generations import (
@@ -29,8 +30,6 @@ from .generations import (
     VECTORS_NAME,
     Manifest,
     Vanished,
-    VerifiedFiles,
-    check_files,
     gen_dir,
     manifest_stats,
     read_manifest,

@@ -24,6 +24,7 @@ from ..lexical import LexicalIndex
 from ..sentences import SentenceVectors
 from ..types import Chunk
 from .changes import check_shrink
+from .checksums import VerifiedFiles, check_files
 from .delta import DeltaPlan, DeltaUnavailable, plan_delta, publish_delta, vectors_for
 from .errors import IndexCorrupt, IndexMissing, ModelMismatch, StaleChanges
 from .faiss_index import build_faiss, rebuild_reason
@@ -34,8 +35,6 @@ from .generations import (
     FileEntry,
     Manifest,
     Vanished,
-    VerifiedFiles,
-    check_files,
     gc,
     gen_dir,
     read_manifest,

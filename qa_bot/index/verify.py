@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .checksums import check_files
 from .errors import BUILD_HINT, IndexProblem
-from .generations import Vanished, check_files, dir_size, gen_dir, manifest_stats, read_manifest
+from .generations import Vanished, dir_size, gen_dir, manifest_stats, read_manifest
 from .snapshot import load_snapshot
 from .store import StoreStats
 
