@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-from", type=Path, default=None,
                    help="a shipped reader folder to continue training from (another epoch) instead of the bare base")
     p.add_argument("--neg-ratio", type=float, default=0.3)
+    p.add_argument("--sources", default="cmrc,drcd",
+                   help="training sets, comma-separated: cmrc (CMRC 2018 train), drcd (DRCD dev+test)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
     p.add_argument("--batch-size", type=int, default=16)
@@ -78,12 +80,15 @@ def load_training(args: argparse.Namespace) -> tuple[list[QAExample], dict[str, 
 
     t2s = opencc.OpenCC("t2s").convert
     facts: dict[str, object] = {}
-    cmrc = load_squad(args.train_dir / "cmrc2018_train.json")
-    if args.limit:
-        cmrc = cmrc[: args.limit]
-    examples = list(cmrc)
-    facts["cmrc2018_train"] = len(cmrc)
-    for name in ("drcd_dev.json", "drcd_test.json"):
+    sources = training_sources(args.sources)
+    examples: list[QAExample] = []
+    if "cmrc" in sources:
+        cmrc = load_squad(args.train_dir / "cmrc2018_train.json")
+        if args.limit:
+            cmrc = cmrc[: args.limit]
+        examples.extend(cmrc)
+        facts["cmrc2018_train"] = len(cmrc)
+    for name in ("drcd_dev.json", "drcd_test.json") if "drcd" in sources else ():
         raw = load_squad(args.train_dir / name)
         if args.limit:
             raw = raw[: args.limit]
@@ -97,10 +102,23 @@ def load_training(args: argparse.Namespace) -> tuple[list[QAExample], dict[str, 
     return examples, facts
 
 
+SOURCES = ("cmrc", "drcd")
+
+
+def training_sources(raw: str) -> tuple[str, ...]:
+    """The --sources names, checked: a typo must not train on less data unnoticed."""
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown or not names:
+        raise SystemExit(f"--sources {raw!r}: choose from {', '.join(SOURCES)} (comma-separated)")
+    return names
+
+
 def features(args: argparse.Namespace, tokenizer: object) -> tuple[list[dict], dict[str, object]]:
     """Training windows, cached in --work keyed by every setting that shapes them."""
     key = hashlib.sha256(json.dumps(
-        [args.max_length, args.stride, args.neg_ratio, args.seed, args.limit, 1]).encode()).hexdigest()[:12]
+        [args.max_length, args.stride, args.neg_ratio, args.seed, args.limit, 1,
+         *([] if args.sources == "cmrc,drcd" else [training_sources(args.sources)])]).encode()).hexdigest()[:12]
     cache = args.work / f"features-{key}.pt"
     if cache.is_file():
         saved = torch.load(cache)
